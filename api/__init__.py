@@ -1,0 +1,1 @@
+"""Serving: FastAPI REST and WebSocket."""

@@ -1,0 +1,1 @@
+"""Plotly Dash dashboard for analysts."""

@@ -1,0 +1,1 @@
+"""Machine learning: XGBoost price prediction on stored bars."""

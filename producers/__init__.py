@@ -1,0 +1,1 @@
+"""Producers: exchange streamers, replay and synthetic sources, validation, the Kafka tick producer."""

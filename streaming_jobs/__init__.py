@@ -1,0 +1,1 @@
+"""Spark Structured Streaming jobs: event-time OHLCV/VWAP bars, indicators, anomalies."""

@@ -1,0 +1,142 @@
+"""Wire schemas shared by every stage: the tick on ``tick_data`` and the OHLCV bar.
+
+Tick wire format (Kafka value on ``tick_data``, key = normalised symbol, UTF-8 JSON object)::
+
+    {"v": 1, "exchange": "coinbase", "symbol": "BTC-USD", "raw_symbol": "BTC-USD",
+     "price": 25785.33, "size": 0.0012, "side": "buy", "trade_id": "5512345",
+     "event_time": 1693929600123456, "receipt_time": 1693929600130000, "source": "live"}
+
+- ``v``: schema version, currently ``1``; readers reject other versions to the dead-letter queue.
+- ``price``: in quote currency per base unit, an IEEE-754 double; any decimal price with at most 15
+  significant digits round-trips exactly (``repr(float("25785.33")) == "25785.33"``).
+- ``size``: in base units (BTC for BTC-USD, shares for AAPL).
+- ``side``: the taker (aggressor) side: ``buy``, ``sell`` or ``unknown``.
+- ``event_time``: exchange time of the trade, integer microseconds since the Unix epoch, UTC.
+- ``receipt_time``: when Tickflow received it, integer microseconds since the Unix epoch, UTC.
+- ``source``: ``live``, ``backfill``, ``replay`` or ``synthetic``.
+
+The bar (``OHLCVBar``) is the row of the ``ohlcv`` table and the JSON published to Redis and the
+``aggregated_data_*`` topics; its timestamps are UTC with microsecond resolution.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Final
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+TICK_SCHEMA_VERSION: Final = 1
+
+
+class Side(StrEnum):
+    """Taker side of a trade."""
+
+    BUY = "buy"
+    SELL = "sell"
+    UNKNOWN = "unknown"
+
+
+class TickSource(StrEnum):
+    """Where a tick came from."""
+
+    LIVE = "live"
+    BACKFILL = "backfill"
+    REPLAY = "replay"
+    SYNTHETIC = "synthetic"
+
+
+# One definition of the tick's wire fields, used by the pydantic model's users and by the Spark schema
+# (streaming_jobs builds its StructType from this table). Types: "str", "float", "int".
+TICK_WIRE_FIELDS: Final[tuple[tuple[str, str], ...]] = (
+    ("v", "int"),
+    ("exchange", "str"),
+    ("symbol", "str"),
+    ("raw_symbol", "str"),
+    ("price", "float"),
+    ("size", "float"),
+    ("side", "str"),
+    ("trade_id", "str"),
+    ("event_time", "int"),
+    ("receipt_time", "int"),
+    ("source", "str"),
+)
+
+
+class Tick(BaseModel):
+    """One validated trade, normalised across exchanges.
+
+    Shapes and units: ``price`` in quote currency (finite, > 0), ``size`` in base units (finite, > 0),
+    ``event_time``/``receipt_time`` integer microseconds since the Unix epoch (UTC).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: int = TICK_SCHEMA_VERSION
+    exchange: str = Field(min_length=1)
+    symbol: str = Field(min_length=1)
+    raw_symbol: str = Field(min_length=1)
+    price: float = Field(gt=0, allow_inf_nan=False)
+    size: float = Field(gt=0, allow_inf_nan=False)
+    side: Side = Side.UNKNOWN
+    trade_id: str = Field(min_length=1)
+    event_time: int = Field(gt=0, description="µs since epoch, UTC")
+    receipt_time: int = Field(gt=0, description="µs since epoch, UTC")
+    source: TickSource = TickSource.LIVE
+
+    def to_wire(self) -> bytes:
+        """The Kafka value: UTF-8 JSON (see module docstring)."""
+        return orjson.dumps(self.model_dump(mode="json"))
+
+    @classmethod
+    def from_wire(cls, value: bytes | str) -> Tick:
+        """Parse a Kafka value.
+
+        Raises:
+            pydantic.ValidationError: the JSON is malformed or a field is missing or out of range.
+        """
+        return cls.model_validate_json(value)
+
+
+class OHLCVBar(BaseModel):
+    """One OHLCV/VWAP bar of a tumbling event-time window ``[window_start, window_end)``.
+
+    ``open``/``close`` are the prices of the earliest/latest trade by event time (ties broken by Kafka
+    partition and offset), ``high``/``low`` the extreme traded prices, all in quote currency and equal to
+    traded prices. ``volume`` is the sum of sizes (base units), ``quote_volume`` the sum of price*size
+    (quote currency), ``vwap = quote_volume / volume``. ``is_final`` turns true once the watermark has
+    passed ``window_end``; until then a late tick may still revise the bar.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    symbol: str
+    interval: str
+    window_start: datetime
+    window_end: datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    quote_volume: float
+    vwap: float
+    trade_count: int
+    first_trade_time: datetime
+    last_trade_time: datetime
+    is_final: bool = False
+    updated_at: datetime | None = None
+
+    def to_json(self) -> bytes:
+        """UTF-8 JSON with ISO-8601 UTC timestamps."""
+        return orjson.dumps(self.model_dump(mode="json"))
+
+
+BAR_FIELDS: Final[tuple[str, ...]] = tuple(OHLCVBar.model_fields)
+
+
+def json_dumps(obj: Any) -> bytes:
+    """Compact JSON used everywhere on the wire (orjson; datetimes as ISO-8601)."""
+    return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)

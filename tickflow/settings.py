@@ -1,0 +1,202 @@
+"""Tickflow settings, read from ``TICKFLOW_*`` environment variables and an optional ``.env`` file.
+
+Every URL, port, topic name, partition count, symbol universe, interval list, watermark and directory the
+pipeline uses lives here. Defaults point at the local stack that ``tickflow stack up`` starts on loopback;
+pointing a URL at another host (a real Kafka cluster, TimescaleDB, InfluxDB 2) is all it takes to run the
+same code against the production stack.
+
+Lists are given as JSON (``'["BTC-USD","ETH-USD"]'``) or comma-separated (``BTC-USD,ETH-USD``).
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from tickflow.intervals import Interval
+
+ServiceName = Literal["kafka", "postgres", "redis", "influx"]
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _split_csv(value: object) -> object:
+    """Accept ``a,b,c`` as well as a JSON list for list-valued settings."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return value
+
+
+CsvList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """All Tickflow settings; the env var of field ``x`` is ``TICKFLOW_X`` (case-insensitive)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TICKFLOW_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- local stack -------------------------------------------------------------------------------
+    state_dir: Path = Field(Path(".tickflow"), description="Logs, PID files and data of the local stack.")
+    managed_services: CsvList = Field(
+        ["kafka", "postgres", "redis", "influx"],
+        description="Services `tickflow stack up` may start locally; others are only checked. A service "
+        "whose URL is not on loopback is never started.",
+    )
+    service_start_timeout_s: float = Field(30.0, description="How long `stack up` waits for each service.")
+
+    # --- Kafka ---------------------------------------------------------------------------------------
+    kafka_bootstrap_servers: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers.")
+    kafka_partitions: int = Field(6, ge=1, description="Partitions of every Tickflow topic.")
+    kafka_replication_factor: int = Field(1, ge=1, description="Replication factor of created topics.")
+    kafka_retention_ms: int = Field(7 * 24 * 3600 * 1000, description="Topic retention (ms); 7 days.")
+    kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
+        "lz4", description="Producer and topic compression codec."
+    )
+    kafka_session_timeout_ms: int = Field(
+        6000, description="Consumer group session timeout (ms); ~6000 keeps group joins fast."
+    )
+    topic_ticks: str = Field("tick_data", description="Topic of validated ticks (key = symbol).")
+    topic_dlq: str = Field("tick_data.dlq", description="Dead-letter topic for rejected input.")
+    topic_bars_prefix: str = Field(
+        "aggregated_data_", description="Bar topics are this prefix + `1min`, `5min`, `15min`."
+    )
+    topic_anomalies: str = Field("anomalies", description="Topic of detected anomalies.")
+
+    # --- PostgreSQL / TimescaleDB -------------------------------------------------------------------------
+    postgres_dsn: str = Field(
+        "postgresql://postgres@127.0.0.1:15432/tickflow", description="libpq URL of the bar store."
+    )
+
+    # --- Redis ---------------------------------------------------------------------------------------
+    redis_url: str = Field("redis://127.0.0.1:16379/0", description="Redis URL (latest values, pub/sub).")
+    redis_bar_ttl_s: int = Field(300, description="TTL of `aggregated:{symbol}:{interval}` keys (s).")
+    redis_price_ttl_s: int = Field(60, description="TTL of `latest_price:{symbol}` keys (s).")
+
+    # --- InfluxDB (local: VictoriaMetrics' InfluxDB write endpoint) --------------------------------------
+    influx_url: str = Field("http://127.0.0.1:18428", description="InfluxDB 2 URL (or VictoriaMetrics).")
+    influx_org: str = Field("tickflow", description="InfluxDB organisation.")
+    influx_bucket: str = Field("market_data", description="InfluxDB bucket.")
+    influx_token: str = Field("", description="InfluxDB API token (empty for VictoriaMetrics).")
+    influx_retention: str = Field("100y", description="Retention of the local VictoriaMetrics store.")
+
+    # --- market universe -----------------------------------------------------------------------------
+    symbols: CsvList = Field(
+        ["BTC-USD", "ETH-USD", "SOL-USD", "XRP-USD", "ADA-USD", "DOGE-USD"],
+        description="Symbol universe (normalised). Ticks of other symbols go to the DLQ unless they "
+        "match `symbol_pattern`.",
+    )
+    symbol_pattern: str = Field(
+        r"^[A-Z0-9]{1,12}(-[A-Z0-9]{2,12})?$",
+        description="Regex a normalised symbol must match when it is outside `symbols` and "
+        "`accept_unlisted_symbols` is on.",
+    )
+    accept_unlisted_symbols: bool = Field(
+        True, description="Accept symbols outside `symbols` when they match `symbol_pattern`."
+    )
+    intervals: CsvList = Field(["1m", "5m", "15m"], description="Bar intervals computed and served.")
+
+    # --- Spark streaming --------------------------------------------------------------------------------
+    spark_master: str = Field("local[2]", description="Spark master URL.")
+    spark_shuffle_partitions: int = Field(
+        2, ge=1, description="spark.sql.shuffle.partitions; stored in the checkpoint at first run."
+    )
+    spark_source: Literal["auto", "kafka", "python"] = Field(
+        "auto",
+        description="`kafka`: Spark's native connector; `python`: Tickflow's Python DataSource over "
+        "confluent-kafka; `auto`: native when its classes are on the classpath.",
+    )
+    watermark: str = Field("2 minutes", description="Event-time watermark delay of the bar job.")
+    trigger_interval: str = Field("1 second", description="Micro-batch trigger interval.")
+    checkpoint_dir: Path = Field(Path(".tickflow/checkpoints"), description="Spark checkpoint root.")
+    max_ticks_per_batch: int = Field(500_000, description="Upper bound of ticks read per micro-batch.")
+
+    # --- serving ------------------------------------------------------------------------------------
+    api_host: str = Field("127.0.0.1", description="Bind address of the REST/WebSocket API.")
+    api_port: int = Field(8000, description="Port of the REST/WebSocket API.")
+    api_url: str = Field("http://127.0.0.1:8000", description="Where the dashboard finds the API.")
+    api_keys: CsvList = Field([], description="Accepted API keys; auth is on when `api_auth` is true.")
+    api_auth: bool = Field(False, description="Require an API key on REST and WebSocket.")
+    cors_origins: CsvList = Field(["*"], description="Allowed CORS origins.")
+    dashboard_host: str = Field("127.0.0.1", description="Bind address of the dashboard.")
+    dashboard_port: int = Field(8050, description="Port of the Dash dashboard.")
+
+    # --- producers ------------------------------------------------------------------------------------
+    max_clock_skew_s: float = Field(
+        30.0, description="Live ticks whose event time is further than this from receipt time are rejected."
+    )
+    dedup_window: int = Field(100_000, description="Trade ids remembered per exchange for de-duplication.")
+    polygon_api_key: str = Field("", description="Polygon.io API key for the stocks streamer.")
+
+    @field_validator("managed_services", "symbols", "intervals", "api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("intervals")
+    @classmethod
+    def _known_intervals(cls, value: list[str]) -> list[str]:
+        for name in value:
+            Interval.parse(name)
+        return value
+
+    # --- derived -----------------------------------------------------------------------------------
+    @property
+    def interval_list(self) -> list[Interval]:
+        """The configured intervals, parsed."""
+        return [Interval.parse(name) for name in self.intervals]
+
+    def bar_topic(self, interval: Interval) -> str:
+        """Kafka topic of the bars of ``interval``, e.g. ``aggregated_data_1min``."""
+        return f"{self.topic_bars_prefix}{interval.topic_suffix}"
+
+    def all_topics(self) -> list[str]:
+        """Every topic Tickflow creates."""
+        bars = [self.bar_topic(i) for i in self.interval_list]
+        return [self.topic_ticks, self.topic_dlq, *bars, self.topic_anomalies]
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``TICKFLOW_*`` environment variables (to hand them to a child process)."""
+        env = {}
+        for name, value in self.model_dump(mode="json").items():
+            text = json.dumps(value) if isinstance(value, list | bool) else str(value)
+            env[f"TICKFLOW_{name.upper()}"] = text
+        return env
+
+    def is_managed(self, service: ServiceName) -> bool:
+        """True when `stack up` should start ``service`` here: listed and pointing at loopback."""
+        return service in self.managed_services and service_host(self, service) in LOOPBACK_HOSTS
+
+
+def service_host(settings: Settings, service: ServiceName) -> str:
+    """Host name the settings point ``service`` at."""
+    return service_address(settings, service)[0]
+
+
+def service_address(settings: Settings, service: ServiceName) -> tuple[str, int]:
+    """(host, port) the settings point ``service`` at; the first bootstrap server for Kafka."""
+    if service == "kafka":
+        first = settings.kafka_bootstrap_servers.split(",")[0].strip()
+        parts = urlsplit(f"//{first}")
+        return parts.hostname or "127.0.0.1", parts.port or 9092
+    url = {"postgres": settings.postgres_dsn, "redis": settings.redis_url, "influx": settings.influx_url}[
+        service
+    ]
+    parts = urlsplit(url)
+    default_port = {"postgres": 5432, "redis": 6379, "influx": 8086}[service]
+    return parts.hostname or "127.0.0.1", parts.port or default_port
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once)."""
+    return Settings()
