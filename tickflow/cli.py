@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import typer
 
+from api.cli import api
+from dashboard.cli import dashboard
 from infra.cli import db_app, stack_app, topics_app
 from ml.cli import ml_app
 from producers.cli import produce_app
@@ -19,3 +21,5 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(produce_app, name="produce")
 app.add_typer(stream_app, name="stream")
 app.add_typer(ml_app, name="ml")
+app.command("api")(api)
+app.command("dashboard")(dashboard)

@@ -137,6 +137,13 @@ class Settings(BaseSettings):
     dedup_window: int = Field(100_000, description="Trade ids remembered per exchange for de-duplication.")
     polygon_api_key: str = Field("", description="Polygon.io API key for the stocks streamer.")
 
+    # --- metrics (Prometheus) -------------------------------------------------------------------------
+    producer_metrics_port: int = Field(9101, description="Prometheus metrics port of `tickflow produce`.")
+    bars_metrics_port: int = Field(9102, description="Prometheus metrics port of `tickflow stream bars`.")
+    indicators_metrics_port: int = Field(
+        9103, description="Prometheus metrics port of `tickflow stream indicators`."
+    )
+
     @field_validator("managed_services", "symbols", "intervals", "api_keys", "cors_origins", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
