@@ -144,6 +144,15 @@ class Settings(BaseSettings):
         9103, description="Prometheus metrics port of `tickflow stream indicators`."
     )
 
+    # --- ML (price prediction) ------------------------------------------------------------------------
+    model_dir: Path = Field(Path(".tickflow/models"), description="Model registry root (versioned dirs).")
+    ml_report_dir: Path = Field(Path(".tickflow/ml-reports"), description="Where `ml evaluate` writes.")
+    train_lookback_days: float = Field(30.0, gt=0, description="Days of final bars a (re)train uses.")
+    retrain_interval_h: float = Field(24.0, gt=0, description="Hours between retrains in `ml serve`.")
+    predict_poll_s: float = Field(1.0, gt=0, description="Max seconds `ml serve` waits between polls.")
+    prediction_band: float = Field(0.9, gt=0, lt=1, description="Central coverage of the predicted band.")
+    redis_prediction_ttl_s: int = Field(1800, description="TTL of `prediction:{symbol}:{interval}` (s).")
+
     @field_validator("managed_services", "symbols", "intervals", "api_keys", "cors_origins", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:

@@ -1,0 +1,5 @@
+"""`python -m tickflow` = the `tickflow` command."""
+
+from tickflow.cli import app
+
+app()
