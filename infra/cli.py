@@ -83,3 +83,26 @@ def topics_create() -> None:
     partitions = describe_partitions(settings)
     for name, outcome in result.items():
         typer.echo(f"{name:<28} {outcome:<8} partitions={partitions.get(name, '?')}")
+
+
+settings_app = typer.Typer(help="Show the effective settings.")
+
+
+@settings_app.callback(invoke_without_command=True)
+def settings_show(
+    markdown: bool = typer.Option(False, "--markdown", help="Print the README's settings table instead."),
+) -> None:
+    """Print every setting with its env var and effective value (or the documentation table)."""
+    from tickflow.settings import Settings
+
+    settings = get_settings()
+    if markdown:
+        typer.echo("| env var | default | description |\n|---|---|---|")
+    for name, field in Settings.model_fields.items():
+        env = f"TICKFLOW_{name.upper()}"
+        if markdown:
+            default = field.get_default(call_default_factory=True)
+            shown = ",".join(default) if isinstance(default, list) else default
+            typer.echo(f"| `{env}` | `{shown}` | {field.description or ''} |")
+        else:
+            typer.echo(f"{env}={getattr(settings, name)}")

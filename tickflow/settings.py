@@ -119,6 +119,23 @@ class Settings(BaseSettings):
     trigger_interval: str = Field("1 second", description="Micro-batch trigger interval.")
     checkpoint_dir: Path = Field(Path(".tickflow/checkpoints"), description="Spark checkpoint root.")
     max_ticks_per_batch: int = Field(500_000, description="Upper bound of ticks read per micro-batch.")
+    spark_starting_offsets: Literal["earliest", "latest"] = Field(
+        "earliest", description="Where a streaming query without a checkpoint starts reading its topic."
+    )
+    spark_driver_memory: str = Field("1g", description="spark.driver.memory in local mode.")
+    spark_ui_enabled: bool = Field(False, description="Serve the Spark web UI (port 4040) in local mode.")
+    spark_java_options: str = Field(
+        "", description="Extra JVM options of the local-mode driver (e.g. a class-data-sharing archive)."
+    )
+    stream_store_ticks: bool = Field(
+        True, description="`tickflow stream bars` also stores every valid tick in the `tick_data` table."
+    )
+    sink_retry_attempts: int = Field(
+        5, ge=1, description="Tries of a bar sink write before the micro-batch fails (and is re-run)."
+    )
+    sink_retry_backoff_s: float = Field(
+        0.5, gt=0, description="First back-off between sink tries (s); doubles each try, at most 10 s."
+    )
 
     # --- serving ------------------------------------------------------------------------------------
     api_host: str = Field("127.0.0.1", description="Bind address of the REST/WebSocket API.")
@@ -130,12 +147,49 @@ class Settings(BaseSettings):
     dashboard_host: str = Field("127.0.0.1", description="Bind address of the dashboard.")
     dashboard_port: int = Field(8050, description="Port of the Dash dashboard.")
 
+    # --- API internals (api/) -----------------------------------------------------------------------
+    api_db_pool_size: int = Field(8, ge=1, description="Most PostgreSQL connections one API process opens.")
+    api_db_statement_timeout_ms: int = Field(5000, ge=1, description="Statement timeout of API queries (ms).")
+    api_kafka_fetch_wait_ms: int = Field(
+        10, ge=0, description="fetch.wait.max.ms of the API's tick consumer (the WebSocket fast path)."
+    )
+    api_ws_queue_size: int = Field(
+        1000, ge=1, description="Messages buffered per WebSocket client; more are dropped with a warning."
+    )
+    api_ws_slow_grace_s: float = Field(
+        5.0,
+        gt=0,
+        description="A client still over half its queue this long after its SLOW_CONSUMER "
+        "warning is closed with 1008 (s).",
+    )
+    api_ws_heartbeat_s: float = Field(30.0, gt=0, description="Server heartbeat message interval (s).")
+    api_ws_max_subscriptions: int = Field(
+        100, ge=1, description="Most (symbol, channel) subscriptions one WebSocket client may hold."
+    )
+    api_ws_max_message_bytes: int = Field(65536, ge=256, description="Largest accepted client message.")
+
     # --- producers ------------------------------------------------------------------------------------
     max_clock_skew_s: float = Field(
         30.0, description="Live ticks whose event time is further than this from receipt time are rejected."
     )
     dedup_window: int = Field(100_000, description="Trade ids remembered per exchange for de-duplication.")
     polygon_api_key: str = Field("", description="Polygon.io API key for the stocks streamer.")
+    producer_linger_ms: int = Field(20, ge=0, description="librdkafka linger.ms of the tick producer.")
+    producer_batch_bytes: int = Field(
+        1_048_576, ge=1, description="librdkafka batch.size (bytes) of the tick producer."
+    )
+    ws_idle_timeout_s: float = Field(
+        30.0, gt=0, description="Watchdog: reconnect a websocket that received nothing for this long."
+    )
+    ws_reconnect_max_delay_s: float = Field(
+        30.0, gt=0, description="Cap of the exponential back-off (with full jitter) between reconnects."
+    )
+    ws_subscribe_interval_s: float = Field(
+        0.25, ge=0, description="Pause between subscribe messages (exchanges rate-limit them)."
+    )
+    max_backfill_trades: int = Field(
+        10_000, ge=0, description="Largest trade-id gap filled over REST; larger gaps are counted only."
+    )
 
     # --- metrics (Prometheus) -------------------------------------------------------------------------
     producer_metrics_port: int = Field(9101, description="Prometheus metrics port of `tickflow produce`.")
@@ -143,6 +197,56 @@ class Settings(BaseSettings):
     indicators_metrics_port: int = Field(
         9103, description="Prometheus metrics port of `tickflow stream indicators`."
     )
+
+    # --- indicators, anomalies, alerting (streaming_jobs.indicators / .anomalies / .alerting) -------------
+    redis_indicators_ttl_s: int = Field(300, description="TTL of `indicators:{symbol}:{interval}` keys (s).")
+    anomaly_price_spike_pct: float = Field(
+        5.0, gt=0, description="Price spike: a bar's high or low this many percent from the previous close."
+    )
+    anomaly_volume_spike_ratio: float = Field(
+        3.0, gt=0, description="Volume spike: bar volume above this multiple of the rolling mean volume."
+    )
+    anomaly_volume_window: int = Field(20, ge=2, description="Bars in the rolling mean of volume spikes.")
+    anomaly_rsi_high: float = Field(70.0, description="RSI 14 above this is an overbought anomaly.")
+    anomaly_rsi_low: float = Field(30.0, description="RSI 14 below this is an oversold anomaly.")
+    anomaly_latency_ms: float = Field(
+        100.0, gt=0, description="Pipeline latency anomaly: tick receipt to bar visible above this (ms)."
+    )
+    anomaly_zscore_threshold: float = Field(
+        4.0, gt=0, description="Return z-score anomaly: |z| of a bar's return above this."
+    )
+    anomaly_zscore_window: int = Field(50, ge=3, description="Bars of returns in the rolling z-score.")
+    anomaly_critical_ratio: float = Field(
+        2.0, gt=1, description="An anomaly this many times past its threshold gets the higher severity."
+    )
+    alert_cooldown_s: float = Field(
+        300.0, ge=0, description="At most one alert per (anomaly type, symbol) per this much event time (s)."
+    )
+    alert_webhook_url: str = Field("", description="Slack-compatible incoming webhook URL (empty: off).")
+    alert_webhook_min_severity: Literal["info", "warning", "critical"] = Field(
+        "warning", description="Lowest anomaly severity posted to the webhook."
+    )
+    alert_email_to: CsvList = Field([], description="Alert e-mail recipients (empty: e-mail off).")
+    alert_email_min_severity: Literal["info", "warning", "critical"] = Field(
+        "critical", description="Lowest anomaly severity sent by e-mail."
+    )
+    alert_email_from: str = Field("tickflow@localhost", description="Sender address of alert e-mails.")
+    smtp_host: str = Field("127.0.0.1", description="SMTP server host of alert e-mails.")
+    smtp_port: int = Field(25, description="SMTP server port.")
+    smtp_starttls: bool = Field(False, description="Upgrade the SMTP connection with STARTTLS.")
+    smtp_username: str = Field("", description="SMTP login user (empty: no login).")
+    smtp_password: str = Field("", description="SMTP login password.")
+    alert_timeout_s: float = Field(10.0, gt=0, description="Timeout of one webhook or SMTP attempt (s).")
+    alert_retry_attempts: int = Field(5, ge=1, description="Attempts per alert and channel.")
+    alert_retry_backoff_s: float = Field(
+        0.5, ge=0, description="First retry delay (s); doubles per attempt, at most 30 s."
+    )
+    alert_consumer_group: str = Field("tickflow-alerts", description="Consumer group of the alert service.")
+
+    @field_validator("alert_email_to", mode="before")
+    @classmethod
+    def _csv_recipients(cls, value: object) -> object:
+        return _split_csv(value)
 
     # --- ML (price prediction) ------------------------------------------------------------------------
     model_dir: Path = Field(Path(".tickflow/models"), description="Model registry root (versioned dirs).")
