@@ -147,6 +147,28 @@ class Settings(BaseSettings):
     dashboard_host: str = Field("127.0.0.1", description="Bind address of the dashboard.")
     dashboard_port: int = Field(8050, description="Port of the Dash dashboard.")
 
+    # --- dashboard (dashboard/) -------------------------------------------------------------------------
+    dashboard_refresh_s: float = Field(2.0, gt=0, description="Live refresh interval of the dashboard (s).")
+    dashboard_api_key: str = Field(
+        "", description="API key the dashboard sends when `api_auth` is on; empty: the first of `api_keys`."
+    )
+    dashboard_api_timeout_s: float = Field(
+        2.0, gt=0, description="Timeout of one dashboard HTTP request (s)."
+    )
+    dashboard_cache_ttl_s: float = Field(
+        1.0, ge=0, description="How long an API response is reused by every dashboard session (s)."
+    )
+    dashboard_metrics_urls: CsvList = Field(
+        [],
+        description="Prometheus endpoints the health panel reads; empty: the API's `/metrics` and the "
+        "producer, bars and indicators metrics ports on 127.0.0.1.",
+    )
+
+    @field_validator("dashboard_metrics_urls", mode="before")
+    @classmethod
+    def _csv_metrics_urls(cls, value: object) -> object:
+        return _split_csv(value)
+
     # --- API internals (api/) -----------------------------------------------------------------------
     api_db_pool_size: int = Field(8, ge=1, description="Most PostgreSQL connections one API process opens.")
     api_db_statement_timeout_ms: int = Field(5000, ge=1, description="Statement timeout of API queries (ms).")
@@ -167,6 +189,15 @@ class Settings(BaseSettings):
         100, ge=1, description="Most (symbol, channel) subscriptions one WebSocket client may hold."
     )
     api_ws_max_message_bytes: int = Field(65536, ge=256, description="Largest accepted client message.")
+    api_socket_send_buffer: int = Field(
+        262144,
+        ge=0,
+        description="SO_SNDBUF of client connections (bytes, doubled by Linux; 0: kernel "
+        "autotuning up to 4 MB). Bounds the data in flight to a slow client before its queue fills.",
+    )
+    api_ws_compression: bool = Field(
+        False, description="Offer permessage-deflate (saves bandwidth, costs CPU per client and message)."
+    )
 
     # --- producers ------------------------------------------------------------------------------------
     max_clock_skew_s: float = Field(

@@ -1,0 +1,65 @@
+"""Prometheus metrics of `tickflow produce` (served on ``Settings.producer_metrics_port``).
+
+Counters are incremented per batch or message, never per tick inside the hot loop.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import structlog
+from prometheus_client import Counter, Gauge, start_http_server
+
+log = structlog.get_logger(__name__)
+
+TICKS_IN: Final = Counter(
+    "tickflow_producer_ticks_in", "Trades and rejected records read from a source.", ["source", "exchange"]
+)
+TICKS_OUT: Final = Counter(
+    "tickflow_producer_ticks_out", "Validated ticks handed to the Kafka producer.", ["source", "exchange"]
+)
+REJECTED: Final = Counter(
+    "tickflow_producer_rejected",
+    "Rejected input by reason (all but `duplicate` are written to the dead-letter topic).",
+    ["source", "exchange", "reason"],
+)
+IGNORED: Final = Counter(
+    "tickflow_producer_messages_ignored",
+    "Known non-trade messages skipped (order book, heartbeats, acks).",
+    ["exchange", "type"],
+)
+DELIVERED: Final = Counter("tickflow_producer_delivered", "Records acknowledged by the broker.")
+DELIVERY_FAILURES: Final = Counter(
+    "tickflow_producer_delivery_failures", "Records the broker did not acknowledge.", ["topic", "error"]
+)
+BACKPRESSURE_WAITS: Final = Counter(
+    "tickflow_producer_backpressure_waits", "Times produce() found the local queue full and waited."
+)
+PRODUCE_LATENCY: Final = Gauge(
+    "tickflow_producer_latency_seconds",
+    "Produce latency from librdkafka statistics: `queue` (produce() to request) and `request` (broker "
+    "round trip), by quantile, over the last statistics window.",
+    ["stage", "quantile"],
+)
+RECONNECTS: Final = Counter(
+    "tickflow_producer_ws_reconnects", "Websocket reconnects by cause.", ["exchange", "cause"]
+)
+GAPS: Final = Counter("tickflow_producer_gaps", "Trade id gaps detected in live streams.", ["exchange"])
+BACKFILLED: Final = Counter(
+    "tickflow_producer_backfilled", "Trades fetched over REST to fill gaps.", ["exchange"]
+)
+GAP_UNFILLED: Final = Counter(
+    "tickflow_producer_gap_unfilled", "Missing trades the REST backfill could not return.", ["exchange"]
+)
+
+
+def serve_metrics(port: int) -> bool:
+    """Start the Prometheus HTTP endpoint on ``port`` (0: disabled); False (logged) when the port is taken."""
+    if not port:
+        return False
+    try:
+        start_http_server(port)
+    except OSError as exc:
+        log.warning("metrics endpoint not started", port=port, error=str(exc))
+        return False
+    return True
