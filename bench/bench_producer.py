@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
 import time
@@ -35,12 +34,11 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from confluent_kafka import Producer  # noqa: E402
 
-from infra.local import stack as local_stack  # noqa: E402
 from infra.topics import create_topics  # noqa: E402
 from producers.kafka_producer import producer_config  # noqa: E402
 from producers.pipeline import TickPipeline, now_us  # noqa: E402
 from producers.synthetic import BATCH, SyntheticConfig, SyntheticSource, run_synthetic  # noqa: E402
-from tests.conftest import make_state_dir, stack_settings  # noqa: E402
+from tests.conftest import private_stack, with_topic_prefix  # noqa: E402
 from tickflow.schemas import TickSource  # noqa: E402
 from tickflow.settings import Settings  # noqa: E402
 
@@ -73,13 +71,7 @@ def _recorded(settings: Settings, seed: int, ticks: int) -> _Recorder:
 
 
 def _fresh(settings: Settings) -> Settings:
-    prefix = f"bench{uuid.uuid4().hex[:6]}_"
-    fresh = settings.model_copy(
-        update={
-            f: prefix + getattr(settings, f)
-            for f in ("topic_ticks", "topic_dlq", "topic_bars_prefix", "topic_anomalies")
-        }
-    )
+    fresh = with_topic_prefix(settings, f"bench{uuid.uuid4().hex[:6]}_")
     create_topics(fresh)
     return fresh
 
@@ -163,14 +155,8 @@ def main() -> None:
     if args.existing:
         run(Settings(), args.ticks, args.rounds, args.seed)
         return
-    state_dir = make_state_dir()
-    settings = stack_settings(state_dir)
-    try:
-        local_stack.up(settings)
+    with private_stack() as settings:
         run(settings, args.ticks, args.rounds, args.seed)
-    finally:
-        local_stack.down(settings)
-        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -24,44 +24,19 @@ import psycopg2
 import psycopg2.extensions
 
 from tickflow.intervals import Interval
+from tickflow.schemas import BAR_FIELDS, BAR_FLOAT_FIELDS, INDICATOR_FIELDS
 from tickflow.settings import Settings, get_settings
 
 TimeLike = datetime | pd.Timestamp | str | None
 
-BAR_COLUMNS: Final = (
-    "window_start",
-    "window_end",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "quote_volume",
-    "vwap",
-    "trade_count",
-    "is_final",
+BAR_COLUMNS: Final = tuple(
+    name
+    for name in BAR_FIELDS
+    if name not in ("symbol", "interval", "first_trade_time", "last_trade_time", "updated_at")
 )
-"""Columns of :func:`load_bars` (symbol and interval are its arguments, not columns)."""
+"""Columns of :func:`load_bars`: ``window_start, window_end, open, high, low, close, volume, quote_volume,
+vwap, trade_count, is_final`` (symbol and interval are its arguments, not columns)."""
 
-INDICATOR_COLUMNS: Final = (
-    "sma_20",
-    "sma_50",
-    "sma_200",
-    "ema_12",
-    "ema_26",
-    "rsi_14",
-    "macd",
-    "macd_signal",
-    "macd_hist",
-    "bb_middle",
-    "bb_upper",
-    "bb_lower",
-    "bb_percent_b",
-    "bb_bandwidth",
-)
-"""Indicator columns of the ``indicators`` table (double precision, NULL until warmed up)."""
-
-_FLOAT_BAR_COLUMNS: Final = ("open", "high", "low", "close", "volume", "quote_volume", "vwap")
 _TIME_COLUMNS: Final = ("window_start", "window_end")
 
 
@@ -99,6 +74,20 @@ def _query(
         if name in _TIME_COLUMNS:
             frame[name] = pd.to_datetime(frame[name], utc=True).astype("datetime64[us, UTC]")
     return frame
+
+
+def _read(
+    sql: str,
+    params: dict[str, object],
+    columns: tuple[str, ...],
+    settings: Settings | None,
+    conn: psycopg2.extensions.connection | None,
+) -> pd.DataFrame:
+    """:func:`_query` on ``conn``, or on a connection of its own to ``settings``' database."""
+    if conn is not None:
+        return _query(conn, sql, params, columns)
+    with connect(settings) as own:
+        return _query(own, sql, params, columns)
 
 
 def _window_params(symbol: str, interval: str, start: TimeLike, end: TimeLike) -> dict[str, object]:
@@ -145,7 +134,7 @@ def load_bars(
     """
     params = _window_params(symbol, interval, start, end)
     params["limit"] = limit
-    casts = ", ".join(f"{c}::float8" if c in _FLOAT_BAR_COLUMNS else c for c in BAR_COLUMNS)
+    casts = ", ".join(f"{c}::float8" if c in BAR_FLOAT_FIELDS else c for c in BAR_COLUMNS)
     sql = (
         f"SELECT * FROM (SELECT {casts} FROM ohlcv"
         " WHERE symbol = %(symbol)s AND interval = %(interval)s"
@@ -154,11 +143,7 @@ def load_bars(
         + (" AND is_final" if final_only else "")
         + " ORDER BY window_start DESC LIMIT %(limit)s) AS newest ORDER BY window_start"
     )
-    if conn is not None:
-        frame = _query(conn, sql, params, BAR_COLUMNS)
-    else:
-        with connect(settings) as own:
-            frame = _query(own, sql, params, BAR_COLUMNS)
+    frame = _read(sql, params, BAR_COLUMNS, settings, conn)
     return frame.astype({"trade_count": "int64", "is_final": "bool"})
 
 
@@ -178,13 +163,13 @@ def load_indicators(
     until its look-back is filled. Arguments as in :func:`load_bars`.
 
     Returns:
-        Columns ``window_start`` (``datetime64[us, UTC]``) and :data:`INDICATOR_COLUMNS` (float64).
+        Columns ``window_start`` (``datetime64[us, UTC]``) and :data:`INDICATOR_FIELDS` (float64).
 
     Raises:
         ValueError: unknown interval.
         psycopg2.Error: the query failed.
     """
-    columns = ("window_start", *INDICATOR_COLUMNS)
+    columns = ("window_start", *INDICATOR_FIELDS)
     sql = (
         f"SELECT {', '.join(columns)} FROM indicators"
         " WHERE symbol = %(symbol)s AND interval = %(interval)s"
@@ -193,12 +178,8 @@ def load_indicators(
         " ORDER BY window_start"
     )
     params = _window_params(symbol, interval, start, end)
-    if conn is not None:
-        frame = _query(conn, sql, params, columns)
-    else:
-        with connect(settings) as own:
-            frame = _query(own, sql, params, columns)
-    return frame.astype(dict.fromkeys(INDICATOR_COLUMNS, "float64"))
+    frame = _read(sql, params, columns, settings, conn)
+    return frame.astype(dict.fromkeys(INDICATOR_FIELDS, "float64"))
 
 
 def list_series(
@@ -217,11 +198,7 @@ def list_series(
         " WHERE is_final GROUP BY symbol, interval"
     )
     columns = ("symbol", "interval", "bars", "first", "last")
-    if conn is not None:
-        frame = _query(conn, sql, {}, columns)
-    else:
-        with connect(settings) as own:
-            frame = _query(own, sql, {}, columns)
+    frame = _read(sql, {}, columns, settings, conn)
     for name in ("first", "last"):
         frame[name] = pd.to_datetime(frame[name], utc=True).astype("datetime64[us, UTC]")
     order = frame["interval"].map(lambda name: Interval.parse(name).minutes)

@@ -7,6 +7,11 @@ Fixtures (use these; do not start services yourself):
 - ``fresh_db``: ``Settings`` pointing at a new, migrated database (dropped afterwards).
 - ``fresh_topics``: ``Settings`` with uniquely named topics, created on the broker.
 - ``fresh_env``: both of the above.
+- ``spark``: the one local SparkSession of the test session.
+- ``coinbase_bars``: reference bars (``tests.reference_bars``) of the real Coinbase hour by interval name.
+
+Helpers for package-scoped variants: ``database`` (a migrated database of its own), ``with_topic_prefix``
+and ``isolated_settings`` (database, created topics and a Redis database of a test package).
 """
 
 from __future__ import annotations
@@ -17,19 +22,30 @@ import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Final
 
+import pandas as pd
 import psycopg2
 import pytest
 from psycopg2 import sql
+from pyspark.sql import SparkSession
 
 from infra.db.migrate import migrate
 from infra.local import stack as local_stack
 from infra.topics import create_topics
+from tests.reference_bars import load_trades_csv, reference_bars
 from tickflow.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+COINBASE_HOUR_CSV: Final = "coinbase_btcusd_trades_2023-09-05T16.csv"
+"""The real Coinbase BTC-USD trades of 2023-09-05 16:00-17:00 UTC, in ``shared_data``."""
+BAR_INTERVALS: Final = {"1m": 1, "5m": 5, "15m": 15}
+"""Interval name -> minutes of the bars the tests build."""
+TOPIC_FIELDS: Final = ("topic_ticks", "topic_dlq", "topic_bars_prefix", "topic_anomalies")
+"""The ``Settings`` fields that name Kafka topics (the bar topics by their common prefix)."""
 
 
 def free_port() -> int:
@@ -63,6 +79,20 @@ def stack_settings(state_dir: Path, **overrides: object) -> Settings:
     return Settings(_env_file=None, **values)
 
 
+@contextmanager
+def private_stack() -> Iterator[Settings]:
+    """A local stack (broker, PostgreSQL, Redis, VictoriaMetrics) of its own under a new state dir on free
+    ports (``stack_settings``); stopped, and its state dir removed, on exit."""
+    state_dir = make_state_dir()
+    settings = stack_settings(state_dir)
+    try:
+        local_stack.up(settings)
+        yield settings
+    finally:
+        local_stack.down(settings)
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
@@ -75,42 +105,57 @@ def stack() -> Iterator[Settings]:
     for name in list(os.environ):
         if name.startswith("TICKFLOW_"):
             os.environ.pop(name)
-    state_dir = make_state_dir()
-    settings = stack_settings(state_dir)
-    try:
-        local_stack.up(settings)
+    with private_stack() as settings:
         yield settings
-    finally:
-        local_stack.down(settings)
-        shutil.rmtree(state_dir, ignore_errors=True)
 
 
-@pytest.fixture
-def fresh_db(stack: Settings) -> Iterator[Settings]:
-    name = f"t_{uuid.uuid4().hex[:12]}"
+@contextmanager
+def database(stack: Settings, name: str) -> Iterator[Settings]:
+    """``stack`` pointing at a new, migrated PostgreSQL database ``name``; dropped (connections and all)
+    on exit."""
     admin = psycopg2.connect(stack.postgres_dsn)
     admin.autocommit = True
     with admin.cursor() as cur:
         cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     settings = stack.model_copy(update={"postgres_dsn": stack.postgres_dsn.rsplit("/", 1)[0] + f"/{name}"})
-    migrate(settings.postgres_dsn)
-    yield settings
-    with admin.cursor() as cur:
-        cur.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-    admin.close()
+    try:
+        migrate(settings.postgres_dsn)
+        yield settings
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.close()
+
+
+def with_topic_prefix(settings: Settings, prefix: str) -> Settings:
+    """``settings`` with every topic name (``TOPIC_FIELDS``) prefixed by ``prefix``; creates nothing."""
+    return settings.model_copy(update={f: prefix + getattr(settings, f) for f in TOPIC_FIELDS})
+
+
+@contextmanager
+def isolated_settings(stack: Settings, label: str, redis_db: int, **overrides: object) -> Iterator[Settings]:
+    """Settings of one test package: a new migrated database ``t_<label>_<hex>`` (dropped on exit), new
+    topics ``<label><hex>_*`` (created after ``overrides`` apply, so a ``kafka_partitions`` override
+    counts), the Redis database ``redis_db`` of ``stack``'s server, and ``overrides``."""
+    token = uuid.uuid4().hex[:10]
+    with database(stack, f"t_{label}_{token}") as db:
+        redis_url = stack.redis_url.rsplit("/", 1)[0] + f"/{redis_db}"
+        settings = with_topic_prefix(db, f"{label}{token[:6]}_").model_copy(
+            update={"redis_url": redis_url, **overrides}
+        )
+        create_topics(settings)
+        yield settings
+
+
+@pytest.fixture
+def fresh_db(stack: Settings) -> Iterator[Settings]:
+    with database(stack, f"t_{uuid.uuid4().hex[:12]}") as settings:
+        yield settings
 
 
 @pytest.fixture
 def fresh_topics(stack: Settings) -> Settings:
-    prefix = f"t{uuid.uuid4().hex[:8]}_"
-    settings = stack.model_copy(
-        update={
-            "topic_ticks": prefix + stack.topic_ticks,
-            "topic_dlq": prefix + stack.topic_dlq,
-            "topic_bars_prefix": prefix + stack.topic_bars_prefix,
-            "topic_anomalies": prefix + stack.topic_anomalies,
-        }
-    )
+    settings = with_topic_prefix(stack, f"t{uuid.uuid4().hex[:8]}_")
     create_topics(settings)
     return settings
 
@@ -118,7 +163,32 @@ def fresh_topics(stack: Settings) -> Settings:
 @pytest.fixture
 def fresh_env(fresh_db: Settings, fresh_topics: Settings) -> Settings:
     """Settings with a fresh database and fresh topics, and a checkpoint dir of its own."""
-    topic_fields = ("topic_ticks", "topic_dlq", "topic_bars_prefix", "topic_anomalies")
-    update = {f: getattr(fresh_topics, f) for f in topic_fields}
+    update = {f: getattr(fresh_topics, f) for f in TOPIC_FIELDS}
     update["checkpoint_dir"] = fresh_db.state_dir / "checkpoints" / uuid.uuid4().hex[:8]
     return fresh_db.model_copy(update=update)
+
+
+@pytest.fixture(scope="session")
+def coinbase_bars(shared_data: Path) -> dict[str, pd.DataFrame]:
+    """Reference bars of the Coinbase BTC-USD hour by interval name (``1m``, ``5m``, ``15m``)."""
+    trades = load_trades_csv(shared_data / COINBASE_HOUR_CSV)
+    return {name: reference_bars(trades, minutes) for name, minutes in BAR_INTERVALS.items()}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the end-to-end tests last: they write the same real-data series (BTC-USD) to the shared
+    VictoriaMetrics as the stage tests, whose exports must see only their own points."""
+    items.sort(key=lambda item: item.nodeid.startswith("tests/e2e/"))
+
+
+@pytest.fixture(scope="session")
+def spark(stack: Settings) -> Iterator[SparkSession]:
+    """One local SparkSession for every in-process Spark test, configured like the jobs' (2 cores, few
+    shuffle partitions, UTC), with the bar job's progress metrics installed."""
+    from streaming_jobs.bars.metrics import install_progress_metrics
+    from streaming_jobs.spark_session import build_spark
+
+    session = build_spark(stack, "tickflow-tests")
+    install_progress_metrics(session)
+    yield session
+    session.stop()

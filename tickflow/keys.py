@@ -28,11 +28,6 @@ def bars_channel(symbol: str) -> str:
     return f"bars:{symbol}"
 
 
-def ticks_channel(symbol: str) -> str:
-    """Pub/sub channel of ticks of ``symbol`` (the API's fast path)."""
-    return f"ticks:{symbol}"
-
-
 def indicators_channel(symbol: str) -> str:
     """Pub/sub channel of indicator updates of ``symbol``."""
     return f"indicators:{symbol}"

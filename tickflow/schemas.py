@@ -16,7 +16,8 @@ Tick wire format (Kafka value on ``tick_data``, key = normalised symbol, UTF-8 J
 - ``source``: ``live``, ``backfill``, ``replay`` or ``synthetic``.
 
 The bar (``OHLCVBar``) is the row of the ``ohlcv`` table and the JSON published to Redis and the
-``aggregated_data_*`` topics; its timestamps are UTC with microsecond resolution.
+``aggregated_data_*`` topics; its timestamps are UTC with microsecond resolution. ``INDICATOR_FIELDS`` name
+the indicator columns of a bar's row in the ``indicators`` table.
 """
 
 from __future__ import annotations
@@ -135,6 +136,34 @@ class OHLCVBar(BaseModel):
 
 
 BAR_FIELDS: Final[tuple[str, ...]] = tuple(OHLCVBar.model_fields)
+"""Fields of ``OHLCVBar``, in order: the columns of the ``ohlcv`` table."""
+
+BAR_FLOAT_FIELDS: Final[tuple[str, ...]] = tuple(
+    name for name, info in OHLCVBar.model_fields.items() if info.annotation is float
+)
+"""The bar's prices (quote currency), volume (base units) and quote volume (quote currency):
+``open, high, low, close, volume, quote_volume, vwap``."""
+
+INDICATOR_FIELDS: Final[tuple[str, ...]] = (
+    "sma_20",
+    "sma_50",
+    "sma_200",
+    "ema_12",
+    "ema_26",
+    "rsi_14",
+    "macd",
+    "macd_signal",
+    "macd_hist",
+    "bb_middle",
+    "bb_upper",
+    "bb_lower",
+    "bb_percent_b",
+    "bb_bandwidth",
+)
+"""Indicator columns of the ``indicators`` table (``infra/db/migrations/0001_tables.sql``; double
+precision, NULL until an indicator's look-back is filled), computed by
+``streaming_jobs.indicators.formulas.compute_indicators``: SMA/EMA/MACD/Bollinger bands in quote currency,
+RSI in 0..100, %B a fraction, bandwidth in percent."""
 
 
 def json_dumps(obj: Any) -> bytes:

@@ -130,6 +130,11 @@ class Settings(BaseSettings):
     stream_store_ticks: bool = Field(
         True, description="`tickflow stream bars` also stores every valid tick in the `tick_data` table."
     )
+    ticks_trigger_interval: str = Field(
+        "5 seconds",
+        description="Micro-batch trigger of the raw-tick query of `tickflow stream bars` (tick_data and the "
+        "dead-letter topic); longer than `trigger_interval` to leave the cores to the bars.",
+    )
     sink_retry_attempts: int = Field(
         5, ge=1, description="Tries of a bar sink write before the micro-batch fails (and is re-run)."
     )

@@ -30,6 +30,7 @@ from producers.exchanges.common import (
     guarded,
     load_json,
     split_pair,
+    symbol_field,
     to_price,
     to_size,
     to_trade_id,
@@ -79,10 +80,7 @@ def _parse(exchange: str, raw: str | bytes) -> ParseResult:
     event = as_object(message["data"], "data") if "data" in message and "stream" in message else message
     kind = event.get("e")
     if kind in ID_FIELD:
-        raw_symbol = field(event, "s")
-        if not isinstance(raw_symbol, str):
-            raise ParseError(DlqReason.UNKNOWN_SYMBOL, f"s {raw_symbol!r} is not a string")
-        return ParseResult([trade_from_event(exchange, event, kind, raw_symbol)], [])
+        return ParseResult([trade_from_event(exchange, event, kind, symbol_field(event, "s"))], [])
     if isinstance(kind, str) and kind in IGNORED_EVENTS:
         return ParseResult([], [], ignored=kind)
     if "result" in message and "id" in message:

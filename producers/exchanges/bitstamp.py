@@ -25,6 +25,7 @@ from producers.exchanges.common import (
     field,
     guarded,
     load_json,
+    side_field,
     split_pair,
     to_price,
     to_size,
@@ -54,16 +55,14 @@ def trade_from_fields(data: Mapping[str, Any], raw_symbol: str) -> TradeFields:
     Raises:
         ParseError: a field is missing or has the wrong type.
     """
-    side = field(data, "type")
-    if type(side) is not int or side not in TAKER_SIDE:
-        raise ParseError(DlqReason.BAD_SIDE, f"type {side!r} is not 0 (buy) or 1 (sell)", raw_symbol)
+    side = side_field(data, "type", TAKER_SIDE, "0 (buy) or 1 (sell)", raw_symbol)
     return {
         "exchange": EXCHANGE,
         "symbol": split_pair(raw_symbol),
         "raw_symbol": raw_symbol,
         "price": to_price(_preferred(data, "price_str", "price")),
         "size": to_size(_preferred(data, "amount_str", "amount"), "amount"),
-        "side": TAKER_SIDE[side],
+        "side": side,
         "trade_id": to_trade_id(field(data, "id"), "id"),
         "event_time": epoch_to_us(_preferred(data, "microtimestamp", "timestamp")),
     }

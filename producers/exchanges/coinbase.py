@@ -26,6 +26,8 @@ from producers.exchanges.common import (
     iso_to_us,
     load_json,
     separated_pair,
+    side_field,
+    symbol_field,
     to_price,
     to_size,
     to_trade_id,
@@ -52,16 +54,14 @@ def trade_from_fields(data: Mapping[str, Any], product_id: str) -> TradeFields:
     Raises:
         ParseError: a field is missing or has the wrong type.
     """
-    maker_side = field(data, "side")
-    if not isinstance(maker_side, str) or maker_side not in TAKER_SIDE:
-        raise ParseError(DlqReason.BAD_SIDE, f"side {maker_side!r} is not buy/sell", product_id)
+    side = side_field(data, "side", TAKER_SIDE, "buy/sell", product_id)
     return {
         "exchange": EXCHANGE,
         "symbol": separated_pair(product_id),
         "raw_symbol": product_id,
         "price": to_price(field(data, "price")),
         "size": to_size(field(data, "size")),
-        "side": TAKER_SIDE[maker_side],
+        "side": side,
         "trade_id": to_trade_id(field(data, "trade_id")),
         "event_time": iso_to_us(field(data, "time")),
     }
@@ -74,10 +74,7 @@ def parse_message(raw: str | bytes) -> ParseResult:
     message = as_object(load_json(raw))
     kind = message.get("type")
     if kind in TRADE_TYPES:
-        product_id = field(message, "product_id")
-        if not isinstance(product_id, str):
-            raise ParseError(DlqReason.UNKNOWN_SYMBOL, f"product_id {product_id!r} is not a string")
-        return ParseResult([trade_from_fields(message, product_id)], [])
+        return ParseResult([trade_from_fields(message, symbol_field(message, "product_id"))], [])
     if kind == "error":
         raise ParseError(DlqReason.EXCHANGE_ERROR, f"{message.get('message')}: {message.get('reason')}")
     if isinstance(kind, str) and kind in IGNORED_TYPES:

@@ -67,6 +67,30 @@ def field(obj: Mapping[str, Any], name: str) -> Any:
     return value
 
 
+def symbol_field(obj: Mapping[str, Any], name: str) -> str:
+    """``obj[name]``, the exchange's spelling of a symbol; raises ``ParseError(MISSING_FIELD)`` when absent,
+    null or empty and ``ParseError(UNKNOWN_SYMBOL)`` when not a string."""
+    value = field(obj, name)
+    if not isinstance(value, str):
+        raise ParseError(DlqReason.UNKNOWN_SYMBOL, f"{name} {value!r} is not a string")
+    return value
+
+
+def side_field(
+    obj: Mapping[str, Any], name: str, taker_side: Mapping[Any, str], expected: str, symbol: str
+) -> str:
+    """The taker side (``buy``/``sell``) coded by ``obj[name]``: ``taker_side[obj[name]]``.
+
+    A code must have the exact type of a key (so ``True`` or ``1.0`` is not the code ``1``). Raises
+    ``ParseError(MISSING_FIELD)`` when absent, null or empty and ``ParseError(BAD_SIDE)``, whose detail
+    says the codes are ``expected``, for any other value.
+    """
+    code = field(obj, name)
+    if type(code) not in {type(key) for key in taker_side} or code not in taker_side:
+        raise ParseError(DlqReason.BAD_SIDE, f"{name} {code!r} is not {expected}", symbol)
+    return taker_side[code]
+
+
 def to_number(value: Any, reason: DlqReason, name: str) -> float:
     """A JSON number or numeric string as float (``"25785.33"`` -> ``25785.33``); booleans and other types
     raise ``ParseError(reason)``. Range checks are validation's job."""
@@ -193,23 +217,25 @@ def guarded(exchange: str) -> Callable[[Parser], Parser]:
     return decorate
 
 
-def collect(
-    exchange: str,
-    items: list[Any],
-    parse_item: Callable[[Any], TradeFields],
-    raw: str | bytes | None = None,
-) -> ParseResult:
-    """Parse each element of a message that carries several trades; a bad element becomes a ``Rejection``
-    whose raw payload is that element (or ``raw`` when given) and does not spoil its neighbours."""
+def collect(exchange: str, items: list[Any], parse_item: Callable[[Any], TradeFields | str]) -> ParseResult:
+    """Parse each element of a message that carries several trades or events: ``parse_item`` returns a
+    trade, or the type of a known non-trade event to skip (the last one is the result's ``ignored``). A bad
+    element becomes a ``Rejection`` whose raw payload is that element and does not spoil its neighbours."""
     trades: list[TradeFields] = []
     rejects: list[Rejection] = []
+    ignored: str | None = None
     for item in items:
         try:
-            trades.append(parse_item(item))
+            parsed = parse_item(item)
         except ParseError as exc:
-            text = raw_text(raw) if raw is not None else orjson.dumps(item).decode()
+            text = orjson.dumps(item).decode()
             rejects.append(Rejection(exc.reason, exc.detail, text, exchange, exc.symbol))
         except Exception as exc:  # hostile element shapes
-            text = raw_text(raw) if raw is not None else orjson.dumps(item).decode()
+            text = orjson.dumps(item).decode()
             rejects.append(Rejection(DlqReason.MALFORMED, f"{type(exc).__name__}: {exc}", text, exchange))
-    return ParseResult(trades, rejects)
+        else:
+            if isinstance(parsed, str):
+                ignored = parsed
+            else:
+                trades.append(parsed)
+    return ParseResult(trades, rejects, ignored)

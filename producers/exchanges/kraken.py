@@ -27,6 +27,8 @@ from producers.exchanges.common import (
     iso_to_us,
     load_json,
     separated_pair,
+    side_field,
+    symbol_field,
     to_price,
     to_size,
     to_trade_id,
@@ -37,7 +39,7 @@ from tickflow.settings import Settings
 
 EXCHANGE: Final = "kraken"
 IGNORED_CHANNELS: Final = frozenset({"heartbeat", "status", "book", "ticker", "ohlc", "instrument"})
-SIDES: Final = frozenset({"buy", "sell"})
+SIDES: Final[Mapping[str, str]] = {"buy": "buy", "sell": "sell"}  # Kraken reports the taker side
 
 
 def trade_from_fields(data: Any) -> TradeFields:
@@ -47,12 +49,8 @@ def trade_from_fields(data: Any) -> TradeFields:
         ParseError: a field is missing or has the wrong type.
     """
     item = as_object(data, "trade")
-    raw_symbol = field(item, "symbol")
-    if not isinstance(raw_symbol, str):
-        raise ParseError(DlqReason.UNKNOWN_SYMBOL, f"symbol {raw_symbol!r} is not a string")
-    side = field(item, "side")
-    if not isinstance(side, str) or side not in SIDES:
-        raise ParseError(DlqReason.BAD_SIDE, f"side {side!r} is not buy/sell", raw_symbol)
+    raw_symbol = symbol_field(item, "symbol")
+    side = side_field(item, "side", SIDES, "buy/sell", raw_symbol)
     return {
         "exchange": EXCHANGE,
         "symbol": separated_pair(raw_symbol),

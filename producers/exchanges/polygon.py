@@ -21,16 +21,18 @@ import orjson
 from producers.exchanges.common import (
     ParseError,
     as_object,
+    collect,
     epoch_to_us,
     field,
     guarded,
     load_json,
+    symbol_field,
     to_price,
     to_size,
     to_trade_id,
 )
 from producers.exchanges.spec import ExchangeSpec
-from producers.trades import DlqReason, ParseResult, Rejection, TradeFields
+from producers.trades import DlqReason, ParseResult, TradeFields
 from tickflow.settings import Settings
 
 EXCHANGE: Final = "polygon"
@@ -45,9 +47,7 @@ def trade_from_fields(event: Any) -> TradeFields:
         ParseError: a field is missing or has the wrong type, or the event is a failed status.
     """
     item = as_object(event, "event")
-    raw_symbol = field(item, "sym")
-    if not isinstance(raw_symbol, str):
-        raise ParseError(DlqReason.UNKNOWN_SYMBOL, f"sym {raw_symbol!r} is not a string")
+    raw_symbol = symbol_field(item, "sym")
     venue = to_trade_id(field(item, "x"), "x")
     return {
         "exchange": EXCHANGE,
@@ -61,6 +61,24 @@ def trade_from_fields(event: Any) -> TradeFields:
     }
 
 
+def _event(event: Any) -> TradeFields | str:
+    """A ``T`` event as ``TradeFields``, or the type of a known event to skip.
+
+    Raises:
+        ParseError: a failed status, an unknown event type, or a bad ``T`` event.
+    """
+    kind = event.get("ev") if isinstance(event, dict) else None
+    if kind == "T":
+        return trade_from_fields(event)
+    if kind == "status" and event.get("status") not in FAILED_STATUSES:
+        return "status"
+    if isinstance(kind, str) and kind in IGNORED_EVENTS:
+        return kind
+    if kind == "status":
+        raise ParseError(DlqReason.EXCHANGE_ERROR, f"{event.get('status')}: {event.get('message')}")
+    raise ParseError(DlqReason.UNKNOWN_MESSAGE, f"event type {kind!r} is not known")
+
+
 @guarded(EXCHANGE)
 def parse_message(raw: str | bytes) -> ParseResult:
     """One websocket message (an array of events) -> ``ParseResult``; each event is parsed on its own,
@@ -70,30 +88,7 @@ def parse_message(raw: str | bytes) -> ParseResult:
         events = [as_object(events)]
     if not events:
         raise ParseError(DlqReason.UNKNOWN_MESSAGE, "an empty array of events")
-    trades: list[TradeFields] = []
-    rejects: list[Rejection] = []
-    ignored: str | None = None
-    for event in events:
-        kind = event.get("ev") if isinstance(event, dict) else None
-        try:
-            if kind == "T":
-                trades.append(trade_from_fields(event))
-                continue
-            if kind == "status" and event.get("status") not in FAILED_STATUSES:
-                ignored = "status"
-                continue
-            if isinstance(kind, str) and kind in IGNORED_EVENTS:
-                ignored = kind
-                continue
-            if kind == "status":
-                raise ParseError(DlqReason.EXCHANGE_ERROR, f"{event.get('status')}: {event.get('message')}")
-            raise ParseError(DlqReason.UNKNOWN_MESSAGE, f"event type {kind!r} is not known")
-        except ParseError as exc:
-            rejects.append(Rejection(exc.reason, exc.detail, orjson.dumps(event).decode(), EXCHANGE))
-        except Exception as exc:  # hostile event shapes: dead-letter the event, keep its neighbours
-            detail = f"{type(exc).__name__}: {exc}"
-            rejects.append(Rejection(DlqReason.MALFORMED, detail, orjson.dumps(event).decode(), EXCHANGE))
-    return ParseResult(trades, rejects, ignored)
+    return collect(EXCHANGE, events, _event)
 
 
 def subscribe(symbols: Sequence[str], settings: Settings) -> list[str]:

@@ -1,4 +1,5 @@
-"""Fixtures of the ML tests: a migrated database seeded with the Coinbase-hour bars and synthetic bars."""
+"""Fixtures of the ML tests: a migrated database seeded with the Coinbase-hour bars (``tests/conftest.py``'s
+``coinbase_bars``) and synthetic bars."""
 
 from __future__ import annotations
 
@@ -9,21 +10,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.ml.seed import insert_bars, insert_indicators, reference_indicators
+from tests.ml.seed import insert_bars, insert_indicators
 from tests.ml.synthetic import synthetic_bars
-from tests.reference_bars import load_trades_csv, reference_bars
+from tests.support.seed import indicator_rows
 from tickflow.settings import Settings, get_settings
 
-COINBASE_CSV = "coinbase_btcusd_trades_2023-09-05T16.csv"
 SYNTHETIC_GBM = "GBM-USD"  # pure random walk: nothing to learn
 SYNTHETIC_AR = "AR-USD"  # AR(1) bar returns (phi = 0.3): a learnable signal
-
-
-@pytest.fixture(scope="session")
-def coinbase_bars(shared_data: Path) -> dict[str, pd.DataFrame]:
-    """Reference bars of the real Coinbase BTC-USD hour, by interval name."""
-    trades = load_trades_csv(shared_data / COINBASE_CSV)
-    return {f"{m}m": reference_bars(trades, m) for m in (1, 5, 15)}
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +43,7 @@ def seeded_db(
     """``ml_db`` holding the Coinbase bars (1m/5m/15m, 1m with indicators) and both synthetic series."""
     for bars in (*coinbase_bars.values(), *synthetic.values()):
         insert_bars(ml_db.postgres_dsn, bars)
-    insert_indicators(ml_db.postgres_dsn, reference_indicators(coinbase_bars["1m"]))
+    insert_indicators(ml_db.postgres_dsn, indicator_rows(coinbase_bars["1m"]))
     return ml_db
 
 

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from ml.features import FEATURE_COLUMNS, HISTORY_BARS, build_features, make_dataset, regularize
-from tests.ml.seed import reference_indicators
 from tests.ml.synthetic import synthetic_bars
+from tests.support.seed import indicator_rows
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def _perturb_after(frame: pd.DataFrame, cut: pd.Timestamp, seed: int) -> pd.Data
 @pytest.mark.parametrize("cut_row", [30, 120, 250, 380])
 def test_features_do_not_change_when_the_future_changes(bars: pd.DataFrame, cut_row: int) -> None:
     cut = bars["window_start"].iloc[cut_row]
-    indicators = reference_indicators(bars)
+    indicators = indicator_rows(bars)
     changed_bars = _perturb_after(bars, cut, seed=cut_row)
     changed_indicators = indicators.copy()
     future = changed_indicators["window_start"] > cut
@@ -84,7 +84,7 @@ def test_the_newest_history_bars_give_the_same_newest_features_as_the_full_histo
 
 
 def test_indicator_features_come_from_the_indicator_rows(bars: pd.DataFrame) -> None:
-    indicators = reference_indicators(bars)
+    indicators = indicator_rows(bars)
     with_ind = build_features(bars, "1m", indicators)
     without = build_features(bars, "1m")
     row = indicators.set_index("window_start").iloc[100]

@@ -15,11 +15,14 @@ import redis
 
 from ml.features import make_dataset
 from ml.live import DISCOVERY_INTERVAL_S, PredictionService
-from tests.ml.seed import insert_bars, insert_indicators, reference_indicators
+from ml.predict import PREDICTION_COLUMNS
+from tests.ml.seed import insert_bars, insert_indicators
+from tests.support.seed import indicator_rows
 from tickflow.keys import bars_channel, prediction_key
 from tickflow.settings import Settings
 
 SERIES = ("BTC-USD", "1m")
+STORED_COLUMNS = tuple(c for c in PREDICTION_COLUMNS if c not in ("symbol", "interval"))
 
 
 @pytest.fixture
@@ -28,7 +31,7 @@ def btc_db(ml_db: Settings, coinbase_bars: dict[str, pd.DataFrame]) -> Settings:
     bars = coinbase_bars["1m"]
     insert_bars(ml_db.postgres_dsn, bars.iloc[:-2])
     insert_bars(ml_db.postgres_dsn, bars.iloc[-2:], final=False)
-    insert_indicators(ml_db.postgres_dsn, reference_indicators(bars))
+    insert_indicators(ml_db.postgres_dsn, indicator_rows(bars))
     return ml_db
 
 
@@ -51,21 +54,12 @@ def client(btc_db: Settings) -> Iterator[redis.Redis]:
 def _stored(conn: psycopg2.extensions.connection) -> pd.DataFrame:
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT window_start, model_version, predicted_close, predicted_return, lower, upper, base_close"
-            " FROM predictions WHERE symbol = %s AND interval = %s ORDER BY window_start",
+            f"SELECT {', '.join(STORED_COLUMNS)} FROM predictions WHERE symbol = %s AND interval = %s"
+            " ORDER BY window_start",
             SERIES,
         )
         rows = cur.fetchall()
-    columns = [
-        "window_start",
-        "model_version",
-        "predicted_close",
-        "predicted_return",
-        "lower",
-        "upper",
-        "base",
-    ]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=list(STORED_COLUMNS))
 
 
 def test_each_final_bar_gets_one_prediction_in_postgres_and_redis(
@@ -81,12 +75,14 @@ def test_each_final_bar_gets_one_prediction_in_postgres_and_redis(
     assert list(stored["window_start"]) == [pd.Timestamp("2023-09-05T16:58Z")]
     row = stored.iloc[0]
     assert row["model_version"] == model.info.version
-    assert row["base"] == bars["close"].iloc[-3]
+    assert row["base_close"] == bars["close"].iloc[-3]
     assert row["lower"] < row["predicted_close"] < row["upper"]
-    assert row["predicted_close"] == pytest.approx(row["base"] * (1 + row["predicted_return"]), rel=1e-12)
+    assert row["predicted_close"] == pytest.approx(
+        row["base_close"] * (1 + row["predicted_return"]), rel=1e-12
+    )
 
     # Live features equal training features: predicting offline from the full stored history agrees.
-    dataset = make_dataset(bars.iloc[:-2], "1m", reference_indicators(bars))
+    dataset = make_dataset(bars.iloc[:-2], "1m", indicator_rows(bars))
     offline = model.predict(dataset.features.iloc[-1:], dataset.close.iloc[-1:])
     assert row["predicted_close"] == pytest.approx(offline["predicted_close"].iloc[0], rel=1e-12)
 

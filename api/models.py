@@ -1,0 +1,151 @@
+"""Pydantic response models of the REST API.
+
+Timestamps are ISO-8601 UTC strings with microsecond resolution; prices are in quote currency, sizes and
+volumes in base units. Bars are ``tickflow.schemas.OHLCVBar`` and anomalies
+``streaming_jobs.anomalies.model.Anomaly``, the same shapes the pipeline writes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from streaming_jobs.anomalies.model import Anomaly
+from tickflow.schemas import INDICATOR_FIELDS, OHLCVBar
+
+ReadSource = Literal["redis", "postgres"]
+
+
+class ErrorResponse(BaseModel):
+    """Body of 401, 404 and 503 responses."""
+
+    detail: str
+
+
+class SymbolInfo(BaseModel):
+    """A symbol the API serves."""
+
+    symbol: str
+    listed: bool = Field(description="In the configured universe (`TICKFLOW_SYMBOLS`); false: seen in data.")
+
+
+class SymbolList(BaseModel):
+    """``GET /api/v1/symbols``."""
+
+    symbols: list[SymbolInfo]
+
+
+class LatestPrice(BaseModel):
+    """Latest traded price of a symbol and where it was read."""
+
+    symbol: str
+    price: float = Field(description="Quote currency per base unit.")
+    time: datetime = Field(description="Event time of the trade (UTC).")
+    source: ReadSource
+
+
+class TickRecord(BaseModel):
+    """One stored trade: a row of ``tick_data``."""
+
+    symbol: str
+    exchange: str
+    trade_id: str
+    event_time: datetime
+    receipt_time: datetime
+    price: float = Field(description="Quote currency per base unit.")
+    size: float = Field(description="Base units.")
+    side: str = Field(description="Taker side: buy, sell or unknown.")
+    source: str
+
+
+IndicatorRow = create_model(
+    "IndicatorRow",
+    __config__=ConfigDict(extra="ignore"),
+    __doc__="Indicators of one bar: a row of ``indicators`` (null while a window is still warming up).",
+    __module__=__name__,
+    symbol=str,
+    interval=str,
+    window_start=datetime,
+    close=(float | None, None),
+    **dict.fromkeys(INDICATOR_FIELDS, (float | None, None)),
+    updated_at=(datetime | None, None),
+)
+
+
+class Prediction(BaseModel):
+    """A model's prediction of the close of the bar starting at ``window_start``: a row of ``predictions``."""
+
+    model_config = ConfigDict(extra="ignore", protected_namespaces=())
+
+    symbol: str
+    interval: str
+    window_start: datetime
+    model_version: str
+    predicted_close: float = Field(description="Quote currency.")
+    predicted_return: float = Field(description="Fraction of base_close.")
+    lower: float
+    upper: float
+    base_close: float = Field(description="Close of the bar the prediction was made from.")
+    created_at: datetime | None = None
+
+
+class Page(BaseModel):
+    """Common fields of a time-ordered page; pass ``next_cursor`` as ``cursor`` to get the next page."""
+
+    next_cursor: str | None = Field(description="Opaque cursor of the next page; null on the last page.")
+
+
+class TickPage(Page):
+    symbol: str
+    items: list[TickRecord]
+
+
+class BarPage(Page):
+    symbol: str
+    interval: str
+    items: list[OHLCVBar]
+
+
+class IndicatorPage(Page):
+    symbol: str
+    interval: str
+    items: list[IndicatorRow]
+
+
+class AnomalyPage(Page):
+    items: list[Anomaly]
+
+
+class PredictionPage(Page):
+    symbol: str
+    interval: str
+    items: list[Prediction]
+
+
+class Check(BaseModel):
+    """Result of one readiness check."""
+
+    ok: bool
+    detail: str
+    latency_ms: float
+
+
+class Readiness(BaseModel):
+    """``GET /ready``: 200 when every dependency answers, else 503."""
+
+    ready: bool
+    checks: dict[str, Check]
+
+
+class Health(BaseModel):
+    """``GET /health``: the process and its feeds."""
+
+    status: Literal["ok"]
+    uptime_s: float
+    ws_clients: int
+    tick_feed_positioned: bool = Field(
+        description="The Kafka tick consumer has reached the end of the topic."
+    )
+    pubsub_connected: bool = Field(description="The Redis pub/sub feed is subscribed.")

@@ -1,0 +1,112 @@
+"""What one API process holds while it runs: connections, the hub and its feeds; opened by the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import anyio
+import structlog
+from confluent_kafka.admin import AdminClient
+from redis.asyncio import Redis
+
+from api.db import Database
+from api.metrics import ApiMetrics
+from api.store import MarketStore
+from api.symbols import SymbolCatalog
+from api.ws.hub import Hub
+from api.ws.kafka_feed import TickBatch, TickFeed
+from api.ws.redis_feed import PubSubFeed
+from tickflow.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+STARTUP_WAIT_S = 10.0
+REDIS_TIMEOUT_S = 2.0
+
+
+@dataclass
+class Resources:
+    """Shared state of a running API process (``app.state.resources``)."""
+
+    settings: Settings
+    metrics: ApiMetrics
+    db: Database
+    redis: Redis
+    store: MarketStore
+    catalog: SymbolCatalog
+    hub: Hub
+    tick_feed: TickFeed
+    pubsub_feed: PubSubFeed
+    kafka_admin: AdminClient
+    started: float = field(default_factory=time.monotonic)
+
+
+@contextlib.asynccontextmanager
+async def open_resources(settings: Settings, metrics: ApiMetrics) -> AsyncIterator[Resources]:
+    """Open pools and clients, start the feeds and the heartbeat, wait (bounded) until the feeds are
+    positioned and subscribed, and close everything on exit. A dependency that is down does not stop the
+    start: REST falls back or answers 503 and ``/ready`` reports it."""
+    db = Database(settings.postgres_dsn, settings.api_db_pool_size, settings.api_db_statement_timeout_ms)
+    redis = Redis.from_url(
+        settings.redis_url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
+    )
+    pubsub_redis = Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=REDIS_TIMEOUT_S,
+        socket_keepalive=True,
+        health_check_interval=30,
+    )
+    store = MarketStore(db, redis, settings.intervals)
+    hub = Hub(metrics, settings.api_ws_max_subscriptions)
+    loop = asyncio.get_running_loop()
+
+    def deliver(batch: TickBatch) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed during shutdown
+            loop.call_soon_threadsafe(hub.publish_ticks, batch)
+
+    resources = Resources(
+        settings=settings,
+        metrics=metrics,
+        db=db,
+        redis=redis,
+        store=store,
+        catalog=SymbolCatalog(settings, store),
+        hub=hub,
+        tick_feed=TickFeed(settings, deliver, metrics),
+        pubsub_feed=PubSubFeed(pubsub_redis, hub, metrics),
+        kafka_admin=AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers}),
+    )
+    tasks = [
+        asyncio.create_task(resources.pubsub_feed.run(), name="pubsub-feed"),
+        asyncio.create_task(hub.heartbeat(settings.api_ws_heartbeat_s), name="ws-heartbeat"),
+    ]
+    resources.tick_feed.start()
+    try:
+        await _wait_for_feeds(resources)
+        yield resources
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await anyio.to_thread.run_sync(resources.tick_feed.stop)
+        await redis.aclose()
+        await pubsub_redis.aclose()
+        db.close()
+
+
+async def _wait_for_feeds(resources: Resources) -> None:
+    async def pubsub() -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(resources.pubsub_feed.first_attempt_done.wait(), STARTUP_WAIT_S)
+        if not resources.pubsub_feed.connected.is_set():
+            log.warning("redis pub/sub not subscribed yet; bar pushes start when it is")
+
+    async def ticks() -> None:
+        if not await anyio.to_thread.run_sync(resources.tick_feed.positioned.wait, STARTUP_WAIT_S):
+            log.warning("tick feed not positioned yet; tick pushes start when it is")
+
+    await asyncio.gather(pubsub(), ticks())

@@ -1,0 +1,85 @@
+"""Operational endpoints: ``/health``, ``/live``, ``/ready`` and ``/metrics`` (no API key needed)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Awaitable
+
+import anyio
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.deps import ResourcesDep
+from api.models import Check, Health, Readiness
+from api.resources import Resources
+
+READY_TIMEOUT_S = 3.0
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/live", response_model=dict[str, str])
+async def live() -> dict[str, str]:
+    """Liveness: the event loop answers."""
+    return {"status": "ok"}
+
+
+@router.get("/health", response_model=Health)
+async def health(resources: ResourcesDep) -> Health:
+    """The process and its feeds."""
+    return Health(
+        status="ok",
+        uptime_s=round(time.monotonic() - resources.started, 3),
+        ws_clients=len(resources.hub.clients),
+        tick_feed_positioned=resources.tick_feed.positioned.is_set(),
+        pubsub_connected=resources.pubsub_feed.connected.is_set(),
+    )
+
+
+@router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
+async def ready(resources: ResourcesDep, response: Response) -> Readiness:
+    """Readiness: PostgreSQL answers a query, Redis a PING, and the broker knows the tick topic."""
+    names = ("postgres", "redis", "kafka")
+    probes = (_postgres(resources), _redis(resources), _kafka(resources))
+    results = await asyncio.gather(*(_check(probe) for probe in probes))
+    checks = dict(zip(names, results, strict=True))
+    is_ready = all(check.ok for check in checks.values())
+    if not is_ready:
+        response.status_code = 503
+    return Readiness(ready=is_ready, checks=checks)
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+async def metrics(resources: ResourcesDep) -> Response:
+    """Prometheus metrics of this process."""
+    return Response(generate_latest(resources.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _check(probe: Awaitable[str]) -> Check:
+    started = time.perf_counter()
+    try:
+        detail, ok = await asyncio.wait_for(probe, READY_TIMEOUT_S), True
+    except Exception as exc:  # every failure of a dependency is a failed check, never a 500
+        detail, ok = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, False
+    return Check(ok=ok, detail=detail, latency_ms=round((time.perf_counter() - started) * 1000, 3))
+
+
+async def _postgres(resources: Resources) -> str:
+    await resources.db.fetch("SELECT 1")
+    return "ok"
+
+
+async def _redis(resources: Resources) -> str:
+    await resources.redis.ping()
+    return "ok"
+
+
+async def _kafka(resources: Resources) -> str:
+    topic = resources.settings.topic_ticks
+    list_topics = functools.partial(resources.kafka_admin.list_topics, topic, timeout=READY_TIMEOUT_S)
+    metadata = (await anyio.to_thread.run_sync(list_topics)).topics.get(topic)
+    if metadata is None or metadata.error is not None:
+        raise LookupError(f"tick topic {topic!r} not found on the broker")
+    return f"topic {topic!r}: {len(metadata.partitions)} partitions"

@@ -1,0 +1,61 @@
+"""Which symbols the API serves (REST 404s and the WebSocket whitelist).
+
+A symbol is served when it is listed in ``Settings.symbols``, or, with ``accept_unlisted_symbols`` on, when
+it matches ``symbol_pattern`` and PostgreSQL holds bars or ticks of it (the producers accepted it).
+Symbols are compared upper-case.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from api.models import SymbolInfo
+from api.store import MarketStore
+from tickflow.settings import Settings
+
+DISCOVERY_TTL_S = 30.0
+MAX_REMEMBERED = 10_000
+
+
+class SymbolCatalog:
+    """Listed symbols plus unlisted ones found in the data."""
+
+    def __init__(self, settings: Settings, store: MarketStore) -> None:
+        self._listed = tuple(dict.fromkeys(s.upper() for s in settings.symbols))
+        self._pattern = re.compile(settings.symbol_pattern) if settings.accept_unlisted_symbols else None
+        self._store = store
+        self._seen: set[str] = set()
+        self._discovered: list[str] = []
+        self._discovered_at = float("-inf")
+
+    async def known(self, symbol: str) -> bool:
+        """True when ``symbol`` (normalised, upper-case) is served.
+
+        Raises:
+            psycopg2.Error: the database failed while looking up an unlisted symbol.
+        """
+        if symbol in self._listed or symbol in self._seen:
+            return True
+        if self._pattern is None or not self._pattern.fullmatch(symbol):
+            return False
+        if not await self._store.has_data(symbol):
+            return False
+        if len(self._seen) >= MAX_REMEMBERED:
+            self._seen.clear()
+        self._seen.add(symbol)
+        return True
+
+    async def all(self) -> list[SymbolInfo]:
+        """Listed symbols first, then unlisted symbols with stored bars (refreshed every 30 s)."""
+        if self._pattern is not None and time.monotonic() - self._discovered_at > DISCOVERY_TTL_S:
+            self._discovered = await self._store.bar_symbols()
+            self._discovered_at = time.monotonic()
+        unlisted = sorted(
+            s
+            for s in self._discovered
+            if s not in self._listed and self._pattern and self._pattern.fullmatch(s)
+        )
+        return [SymbolInfo(symbol=s, listed=True) for s in self._listed] + [
+            SymbolInfo(symbol=s, listed=False) for s in unlisted
+        ]

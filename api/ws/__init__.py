@@ -1,0 +1,1 @@
+"""WebSocket fan-out: protocol, per-client queues, the hub and its Kafka and Redis feeds."""

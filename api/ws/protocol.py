@@ -1,0 +1,149 @@
+"""The WebSocket protocol of ``/ws``: client requests, server frames, channel names.
+
+Client -> server (JSON text frames; ``id`` is optional and echoed in the reply)::
+
+    {"type": "subscribe", "symbols": ["BTC-USD"], "channels": ["trades", "bars:1m"], "id": 1}
+    {"type": "unsubscribe", "symbols": ["BTC-USD"], "channels": ["trades"]}
+    {"type": "ping", "id": "x"}
+
+Server -> client::
+
+    {"type": "welcome", "channels": [...], "max_subscriptions": 100, "heartbeat_s": 30.0, "queue_size": 1000}
+    {"type": "subscribed" | "unsubscribed", "id": 1, "subscriptions": {"BTC-USD": ["bars:1m", "trades"]}}
+    {"type": "pong", "id": "x", "time": "<ISO UTC>"}
+    {"type": "heartbeat", "time": "<ISO UTC>"}
+    {"type": "trades", "symbol": "BTC-USD", "data": [<tick wire JSON, see tickflow.schemas>, ...]}
+    {"type": "bar", "symbol": "BTC-USD", "interval": "1m", "data": <OHLCVBar JSON; every revision>}
+    {"type": "indicators", "symbol": "BTC-USD", "interval": "1m", "data": <indicator row JSON>}
+    {"type": "anomaly", "symbol": "BTC-USD", "data": <anomaly JSON>}
+    {"type": "error", "code": "BAD_JSON", "message": "...", "id": 1}
+    {"type": "warning", "code": "SLOW_CONSUMER", "message": "...", "dropped": 17}
+    {"type": "info", "code": "SLOW_CONSUMER_RECOVERED", "dropped": 17}
+
+Channels: ``trades``, ``bars:{interval}``, ``indicators:{interval}`` (intervals of ``Settings.intervals``)
+and ``anomalies``. A subscription is one (symbol, channel) pair; a subscribe request adds the product of its
+symbols and channels, all or nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+MAX_LIST = 100
+
+
+class ErrorCode(StrEnum):
+    """``code`` of an error reply."""
+
+    BAD_JSON = "BAD_JSON"
+    BAD_MESSAGE = "BAD_MESSAGE"
+    UNKNOWN_TYPE = "UNKNOWN_TYPE"
+    UNKNOWN_SYMBOL = "UNKNOWN_SYMBOL"
+    UNKNOWN_CHANNEL = "UNKNOWN_CHANNEL"
+    TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
+    UNAVAILABLE = "UNAVAILABLE"
+
+
+Name = Annotated[str, Field(min_length=1, max_length=32)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str | int | None = None
+
+
+class _Selection(_Request):
+    symbols: list[Name] = Field(min_length=1, max_length=MAX_LIST)
+    channels: list[Name] = Field(min_length=1, max_length=MAX_LIST)
+
+
+class Subscribe(_Selection):
+    type: Literal["subscribe"]
+
+
+class Unsubscribe(_Selection):
+    type: Literal["unsubscribe"]
+
+
+class Ping(_Request):
+    type: Literal["ping"]
+
+
+ClientRequest = Annotated[Subscribe | Unsubscribe | Ping, Field(discriminator="type")]
+_REQUEST = TypeAdapter(ClientRequest)
+REQUEST_TYPES = ("subscribe", "unsubscribe", "ping")
+
+
+class ProtocolError(Exception):
+    """A client message that cannot be served; becomes an error reply (the connection stays open)."""
+
+    def __init__(self, code: ErrorCode, message: str, request_id: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+
+
+def parse_request(text: str | bytes) -> Subscribe | Unsubscribe | Ping:
+    """The client request in a text frame.
+
+    Raises:
+        ProtocolError: BAD_JSON (not JSON), UNKNOWN_TYPE (no or unknown ``type``) or BAD_MESSAGE (fields).
+    """
+    try:
+        payload = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(ErrorCode.BAD_JSON, f"message is not valid JSON: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "message must be a JSON object")
+    request_id = payload.get("id") if isinstance(payload.get("id"), str | int) else None
+    if payload.get("type") not in REQUEST_TYPES:
+        raise ProtocolError(
+            ErrorCode.UNKNOWN_TYPE,
+            f"unknown message type {payload.get('type')!r}; expected one of {', '.join(REQUEST_TYPES)}",
+            request_id,
+        )
+    try:
+        return _REQUEST.validate_python(payload)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:]) or 'message'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, problems, request_id) from exc
+
+
+def channel_names(intervals: Iterable[str]) -> tuple[str, ...]:
+    """Every channel a client may subscribe to."""
+    intervals = list(intervals)
+    return ("trades", *(f"bars:{i}" for i in intervals), *(f"indicators:{i}" for i in intervals), "anomalies")
+
+
+def now_iso() -> str:
+    """The current UTC time, ISO-8601 with microseconds."""
+    return datetime.now(UTC).isoformat()
+
+
+def frame(payload: dict[str, Any]) -> str:
+    """A server frame as JSON text."""
+    return orjson.dumps(payload).decode()
+
+
+def error_frame(error: ProtocolError) -> str:
+    return frame({"type": "error", "code": error.code, "message": error.message, "id": error.request_id})
+
+
+def data_frame(kind: str, symbol: str, data: bytes, interval: str | None = None) -> str:
+    """A push frame around ``data``, already-serialised JSON (spliced in, not re-encoded)."""
+    head = (
+        {"type": kind, "symbol": symbol}
+        if interval is None
+        else {"type": kind, "symbol": symbol, "interval": interval}
+    )
+    return f'{orjson.dumps(head)[:-1].decode()},"data":{data.decode()}}}'

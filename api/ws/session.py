@@ -1,0 +1,147 @@
+"""Serving one WebSocket connection: auth, the welcome message, client requests, sender and receiver."""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg2
+from starlette.websockets import WebSocket
+
+from api.auth import API_KEY_HEADER, API_KEY_QUERY, key_is_valid
+from api.metrics import ApiMetrics
+from api.symbols import SymbolCatalog
+from api.ws.client import Topic, WsClient
+from api.ws.hub import Hub
+from api.ws.protocol import (
+    ErrorCode,
+    Ping,
+    ProtocolError,
+    Subscribe,
+    Unsubscribe,
+    channel_names,
+    error_frame,
+    frame,
+    now_iso,
+    parse_request,
+)
+from tickflow.settings import Settings
+
+AUTH_CLOSE = 1008
+
+
+class Session:
+    """Answers the requests of one client."""
+
+    def __init__(
+        self,
+        client: WsClient,
+        hub: Hub,
+        catalog: SymbolCatalog,
+        channels: tuple[str, ...],
+        metrics: ApiMetrics,
+    ) -> None:
+        self._client = client
+        self._hub = hub
+        self._catalog = catalog
+        self._channels = channels
+        self._metrics = metrics
+
+    async def handle(self, text: str | bytes) -> None:
+        """Serve one client message; every problem becomes an error reply."""
+        request_id = None
+        try:
+            request = parse_request(text)
+            request_id = request.id
+            if isinstance(request, Ping):
+                self._client.reply(frame({"type": "pong", "id": request_id, "time": now_iso()}))
+                return
+            topics = await self._topics(request)
+            if isinstance(request, Subscribe):
+                self._hub.subscribe(self._client, topics)
+                kind = "subscribed"
+            else:
+                self._hub.unsubscribe(self._client, topics)
+                kind = "unsubscribed"
+            self._client.reply(frame({"type": kind, "id": request_id, "subscriptions": self._summary()}))
+        except ProtocolError as error:
+            if error.request_id is None:
+                error.request_id = request_id
+            self._metrics.ws_client_errors.labels(error.code).inc()
+            self._client.reply(error_frame(error))
+
+    async def _topics(self, request: Subscribe | Unsubscribe) -> set[Topic]:
+        unknown_channels = sorted(set(request.channels) - set(self._channels))
+        if unknown_channels:
+            raise ProtocolError(
+                ErrorCode.UNKNOWN_CHANNEL,
+                f"unknown channel(s) {', '.join(unknown_channels)}; expected {', '.join(self._channels)}",
+            )
+        symbols = [s.strip().upper() for s in request.symbols]
+        if isinstance(request, Subscribe):
+            try:
+                unknown = [s for s in symbols if not await self._catalog.known(s)]
+            except psycopg2.Error as exc:
+                raise ProtocolError(ErrorCode.UNAVAILABLE, f"symbol look-up failed: {exc}") from exc
+            if unknown:
+                raise ProtocolError(
+                    ErrorCode.UNKNOWN_SYMBOL,
+                    f"unknown symbol(s) {', '.join(unknown)}; GET /api/v1/symbols lists the served ones",
+                )
+        return {(channel, symbol) for channel in request.channels for symbol in symbols}
+
+    def _summary(self) -> dict[str, list[str]]:
+        by_symbol: dict[str, list[str]] = {}
+        for channel, symbol in sorted(self._client.subscriptions):
+            by_symbol.setdefault(symbol, []).append(channel)
+        return dict(sorted(by_symbol.items()))
+
+
+def authorised(websocket: WebSocket, settings: Settings) -> bool:
+    """True when auth is off or the handshake carries a valid key (header or ``?api_key=``)."""
+    if not settings.api_auth:
+        return True
+    key = websocket.headers.get(API_KEY_HEADER) or websocket.query_params.get(API_KEY_QUERY)
+    return key_is_valid(key, settings.api_keys)
+
+
+async def serve(
+    websocket: WebSocket, settings: Settings, hub: Hub, catalog: SymbolCatalog, metrics: ApiMetrics
+) -> None:
+    """Run one connection until either side closes it."""
+    await websocket.accept()
+    if not authorised(websocket, settings):
+        await websocket.close(AUTH_CLOSE, "missing or invalid API key")
+        return
+    client = WsClient(websocket, settings.api_ws_queue_size, settings.api_ws_slow_grace_s, metrics)
+    channels = channel_names(settings.intervals)
+    session = Session(client, hub, catalog, channels, metrics)
+    hub.connect(client)
+    client.reply(
+        frame(
+            {
+                "type": "welcome",
+                "channels": channels,
+                "max_subscriptions": settings.api_ws_max_subscriptions,
+                "heartbeat_s": settings.api_ws_heartbeat_s,
+                "queue_size": settings.api_ws_queue_size,
+            }
+        )
+    )
+    sender = asyncio.create_task(client.run())
+    receiver = asyncio.create_task(_receive(websocket, session))
+    try:
+        await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        hub.disconnect(client)
+        for task in (sender, receiver):
+            task.cancel()
+        await asyncio.gather(sender, receiver, return_exceptions=True)
+
+
+async def _receive(websocket: WebSocket, session: Session) -> None:
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        text = message.get("text")
+        await session.handle(text if text is not None else message.get("bytes") or b"")

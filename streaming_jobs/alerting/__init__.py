@@ -1,0 +1,1 @@
+"""Alerting on anomalies: severity routing, cooldown, Slack-compatible webhook and SMTP e-mail channels."""

@@ -1,0 +1,1 @@
+"""Anomaly detection on bars and their indicators: the anomaly record, detector rules and sinks."""

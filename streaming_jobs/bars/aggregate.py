@@ -1,0 +1,125 @@
+"""Event-time OHLCV/VWAP bars of several tumbling intervals in one stateful aggregation.
+
+Windows are aligned to the Unix epoch and half-open: a tick at ``t`` belongs to ``[start, start + L)`` with
+``start = floor(t / L) * L`` (``L`` the interval length, µs). Per (symbol, interval, window):
+
+- ``open``/``close``: price of the earliest/latest tick ordered by (``event_time``, Kafka ``partition``,
+  ``offset``), computed with ``min_by``/``max_by``, which are order-safe after a shuffle (``first``/``last``
+  are not). For ticks of one symbol (one partition, key = symbol) ties resolve to the produce order.
+- ``high``/``low``: max/min price; ``volume`` = sum(size) (base units); ``quote_volume`` = sum(price*size)
+  (quote currency); ``vwap`` = quote_volume / volume (VWAP definition, e.g. Berkowitz et al. 1988);
+  ``trade_count``; ``first_trade_time``/``last_trade_time`` = min/max event time.
+
+One scan, one shuffle, one state store for all intervals: every tick is exploded into one row per interval
+and grouped by (symbol, interval, window). The window struct carries Spark's event-time watermark marker
+(the column metadata ``spark.watermarkDelayMs`` that ``window()`` itself copies from the watermarked
+column), so Spark's stateful aggregation treats it exactly like a ``window()`` column: with update output
+mode, a tick whose window end is ``<=`` the watermark is dropped as late (reported by Spark as
+``numRowsDroppedByWatermark``), a later tick revises its window's bar, and a window's state is removed once
+the watermark passes its end. Each interval thus keeps its own lateness rule: a tick too late for its 1m
+bar may still revise its 15m bar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from tickflow.intervals import Interval
+
+WATERMARK_DELAY_KEY: Final = "spark.watermarkDelayMs"
+"""Column metadata Spark uses to recognise an event-time (watermark) column (``EventTimeWatermark``)."""
+
+BAR_OUTPUT_COLUMNS: Final[tuple[str, ...]] = (
+    "symbol",
+    "interval",
+    "window_start",
+    "window_end",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "quote_volume",
+    "vwap",
+    "trade_count",
+    "first_trade_time",
+    "last_trade_time",
+    "updated_at",
+    "last_receipt_time",
+)
+
+
+def compute_bars(ticks: DataFrame, intervals: Sequence[Interval], watermark: str, delay_ms: int) -> DataFrame:
+    """Streaming bars of ``ticks`` for ``intervals``, to be written in update output mode.
+
+    Args:
+        ticks: columns ``symbol``, ``price``, ``size``, ``event_time`` (timestamp), ``receipt_time`` (µs),
+            ``partition``, ``offset``.
+        intervals: the bar intervals.
+        watermark: Spark delay threshold, e.g. ``"2 minutes"``.
+        delay_ms: the same delay in milliseconds (the watermark marker of the window column).
+
+    Returns:
+        Columns ``BAR_OUTPUT_COLUMNS``; ``updated_at`` is the micro-batch timestamp (identical when Spark
+        re-runs a batch); ``last_receipt_time`` is the receipt time of the bar's latest tick.
+    """
+    spec = F.explode(
+        F.array(*[F.struct(F.lit(i.name).alias("name"), F.lit(i.micros).alias("us")) for i in intervals])
+    )
+    exploded = ticks.withWatermark("event_time", watermark).select(
+        "symbol", "price", "size", "event_time", "receipt_time", "partition", "offset", spec.alias("iv")
+    )
+    t_us = F.unix_micros("event_time")
+    length = F.col("iv.us")
+    start_us = t_us - F.pmod(t_us, length)
+    window = F.struct(
+        F.timestamp_micros(start_us).alias("start"), F.timestamp_micros(start_us + length).alias("end")
+    )
+    # A projected column, not a grouping expression: the optimizer would pull an expression out into an
+    # unnamed attribute without the watermark marker.
+    keyed = exploded.select(
+        "symbol",
+        F.col("iv.name").alias("interval"),
+        window.alias("window", metadata={WATERMARK_DELAY_KEY: delay_ms}),
+        "price",
+        "size",
+        "event_time",
+        "receipt_time",
+        "partition",
+        "offset",
+    )
+    order = F.struct("event_time", "partition", "offset")
+    bars = keyed.groupBy("symbol", "interval", "window").agg(
+        F.min_by("price", order).alias("open"),
+        F.max("price").alias("high"),
+        F.min("price").alias("low"),
+        F.max_by("price", order).alias("close"),
+        F.sum("size").alias("volume"),
+        F.sum(F.col("price") * F.col("size")).alias("quote_volume"),
+        F.count(F.lit(1)).alias("trade_count"),
+        F.min("event_time").alias("first_trade_time"),
+        F.max("event_time").alias("last_trade_time"),
+        F.max_by("receipt_time", order).alias("last_receipt_us"),
+    )
+    return bars.select(
+        "symbol",
+        "interval",
+        F.col("window.start").alias("window_start"),
+        F.col("window.end").alias("window_end"),
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "quote_volume",
+        (F.col("quote_volume") / F.col("volume")).alias("vwap"),
+        "trade_count",
+        "first_trade_time",
+        "last_trade_time",
+        F.current_timestamp().alias("updated_at"),
+        F.timestamp_micros("last_receipt_us").alias("last_receipt_time"),
+    )

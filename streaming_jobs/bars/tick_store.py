@@ -1,0 +1,131 @@
+"""The ``foreachBatch`` function of the ticks query: rejected records -> dead-letter topic, valid ticks ->
+``tick_data`` (so the API can serve raw ticks).
+
+It runs as a second streaming query of the same application, with its own checkpoint, over the same topic:
+the bars query cannot hand its raw ticks to a sink (its output is the aggregation). Writes are idempotent
+(``ON CONFLICT DO NOTHING`` on the tick's primary key); a re-run batch may send its dead letters again
+(the dead-letter topic is at-least-once; each record names its source topic, partition and offset).
+The tick rows go to PostgreSQL from the executors (``mapInArrow``: COPY into a temporary table, then
+INSERT ... ON CONFLICT DO NOTHING), so they never pass through the driver; only rejected records do. With
+``stream_store_ticks`` off the query only filters the rejected records (in the JVM) for the DLQ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import partial
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import structlog
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import to_arrow_schema
+from pyspark.sql.types import LongType, StringType, StructField, StructType
+
+from producers.dlq import DLQ_SCHEMA_VERSION, MAX_RAW_CHARS
+from producers.trades import raw_text
+from streaming_jobs.bars import metrics
+from streaming_jobs.bars.parse import REJECT_COLUMNS, rejected_records
+from streaming_jobs.bars.sinks.kafka import Record, make_producer, produce_all
+from streaming_jobs.bars.sinks.postgres import TICK_DATA_COLUMNS, insert_ticks
+from streaming_jobs.bars.sinks.retry import with_retries
+from streaming_jobs.kafka_source import RAW_SCHEMA
+from tickflow.schemas import json_dumps
+from tickflow.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+DLQ_STAGE = "bars"
+_UTC_MICROS = pa.timestamp("us", tz="UTC")
+_OUTPUT_TYPE = StructType(
+    [StructField(n, StringType()) if n in ("reason", "detail") else RAW_SCHEMA[n] for n in REJECT_COLUMNS]
+    + [StructField("stored", LongType())]
+)
+"""Rows the executors return: rejected records (``stored`` null) and per task one count (the rest null)."""
+_OUTPUT_SCHEMA = to_arrow_schema(_OUTPUT_TYPE, timezone="UTC")
+
+
+def dead_letter(row: dict[str, Any], dlq_topic: str) -> Record:
+    """The dead-letter record of a rejected tick record, keyed like the original: ``{"v": 1, "stage":
+    "bars", "reason", "detail", "raw", "raw_truncated", "topic", "partition", "offset", "timestamp"}``;
+    ``raw`` is the value as text, cut to ``producers.dlq.MAX_RAW_CHARS``; ``timestamp`` the record's."""
+    raw = raw_text(row["value"] or b"")
+    letter = {
+        "v": DLQ_SCHEMA_VERSION,
+        "stage": DLQ_STAGE,
+        "reason": row["reason"],
+        "detail": row["detail"],
+        "raw": raw[:MAX_RAW_CHARS],
+        "raw_truncated": len(raw) > MAX_RAW_CHARS,
+        "topic": row["topic"],
+        "partition": row["partition"],
+        "offset": row["offset"],
+        "timestamp": row["timestamp"],
+    }
+    return dlq_topic, row["key"], json_dumps(letter)
+
+
+def _store_and_reject(settings: Settings, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Executor side, per Arrow batch of ``parse_ticks`` output: insert the valid ticks into ``tick_data``,
+    yield the rejected records; finally one row with the stored count."""
+    stored = 0
+    for batch in batches:
+        valid = pc.is_null(batch.column("reason"))
+        ticks = batch.filter(valid)
+        columns = [
+            pc.cast(ticks.column(n), _UTC_MICROS) if n.endswith("_time") else ticks.column(n)
+            for n in TICK_DATA_COLUMNS
+        ]
+        rows = pa.RecordBatch.from_arrays(columns, names=list(TICK_DATA_COLUMNS))
+        stored += with_retries(settings, "tick_data", insert_ticks, settings.postgres_dsn, rows)
+        rejected = batch.filter(pc.invert(valid))
+        if rejected.num_rows:
+            yield _output(rejected.select(list(REJECT_COLUMNS)), None)
+    yield _output(None, stored)
+
+
+def _output(rejected: pa.RecordBatch | None, stored: int | None) -> pa.RecordBatch:
+    if rejected is None:
+        columns = [pa.nulls(1, field.type) for field in _OUTPUT_SCHEMA][:-1]
+        return pa.RecordBatch.from_arrays([*columns, pa.array([stored], pa.int64())], schema=_OUTPUT_SCHEMA)
+    counts = pa.nulls(rejected.num_rows, pa.int64())
+    columns = [c.cast(f.type) for c, f in zip(rejected.columns, _OUTPUT_SCHEMA, strict=False)]
+    return pa.RecordBatch.from_arrays([*columns, counts], schema=_OUTPUT_SCHEMA)
+
+
+class TickBatchWriter:
+    """Sends rejected records to the dead-letter topic and stores valid ticks in ``tick_data``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._producer = make_producer(settings)
+
+    def __call__(self, parsed: DataFrame, batch_id: int) -> None:
+        """``parsed``: one micro-batch of ``parse.parse_ticks`` output. One pass over it: the executors
+        store the valid ticks and return the rejected records, which the driver sends to the DLQ."""
+        if self.settings.stream_store_ticks:
+            is_rejected = F.col("reason").isNotNull()
+            slim = parsed.select(  # the Kafka record goes to Python only when it is rejected
+                *TICK_DATA_COLUMNS,
+                *[
+                    F.when(is_rejected, F.col(c)).alias(c) if c != "reason" else F.col(c)
+                    for c in REJECT_COLUMNS
+                ],
+            )
+            output = slim.mapInArrow(partial(_store_and_reject, self.settings), _OUTPUT_TYPE).toArrow()
+            metrics.TICKS_STORED.inc(int(pc.sum(output.column("stored")).as_py() or 0))
+        else:
+            output = rejected_records(parsed).toArrow()
+        rejected = output.filter(pc.is_valid(output.column("reason"))).to_pylist()
+        if rejected:
+            letters = [dead_letter(row, self.settings.topic_dlq) for row in rejected]
+            with_retries(self.settings, "dlq", produce_all, self._producer, letters)
+            for row in rejected:
+                metrics.TICKS_REJECTED.labels(row["reason"]).inc()
+            log.warning("tick records rejected", batch_id=batch_id, count=len(rejected))
+
+    def close(self) -> None:
+        self._producer.flush(30)
+        self._producer.close()

@@ -1,0 +1,309 @@
+"""The indicator job: bar revisions from Kafka -> per-(symbol, interval) state -> indicators and anomalies.
+
+Plan: the ``aggregated_data_{1min,5min,15min}`` topics (one Kafka source each, unioned) -> :func:`parse_bars`
+-> ``groupBy(symbol, interval).applyInPandasWithState(UpdateIndicators)`` -> ``foreachBatch``
+(:class:`IndicatorBatchWriter`). The state function keeps each key's bar history (Spark checkpoints it;
+a key without state is warmed up from PostgreSQL ``ohlcv``), and emits the indicator row of every new or
+revised bar and of the later bars it feeds into, with the anomaly features; invalid records come out as
+rejected rows. The batch writer runs the anomaly rules on the rows and writes:
+
+- indicators: PostgreSQL ``indicators`` (upsert), Redis ``indicators:{symbol}:{interval}`` (+ publish on
+  ``indicators:{symbol}``), InfluxDB measurement ``indicators``;
+- anomalies: PostgreSQL ``anomalies`` (upsert), Kafka ``topic_anomalies``, Redis ``ANOMALIES_CHANNEL``;
+- rejected records: the dead-letter topic ``topic_dlq``.
+
+Every write is idempotent and retried with back-off; when a write still fails, the batch fails, the query
+stops with the error, and a restart re-runs the batch from the checkpoint (exactly-once results).
+
+Run it with ``tickflow stream indicators [--available-now]`` or on a cluster with ``spark-submit ...
+streaming_jobs/indicators/job.py [--available-now]`` (as the bar job).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import reduce
+from typing import Any, Final, TypeVar
+
+import pandas as pd
+import psycopg2
+import psycopg2.extensions
+import redis
+import structlog
+from influxdb_client import InfluxDBClient
+from influxdb_client.client.write_api import SYNCHRONOUS
+from prometheus_client import start_http_server
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
+from pyspark.sql.types import DoubleType, IntegerType, LongType, StringType, StructField, StructType
+
+from streaming_jobs.anomalies.rules import AnomalyRules, detect
+from streaming_jobs.anomalies.sinks import anomaly_records, publish_anomalies, upsert_anomalies
+from streaming_jobs.bars.job import BarJob, checkpoint
+from streaming_jobs.bars.sinks.kafka import Record, make_producer, produce_all
+from streaming_jobs.bars.sinks.retry import with_retries
+from streaming_jobs.indicators import metrics
+from streaming_jobs.indicators.formulas import HISTORY_BARS
+from streaming_jobs.indicators.parse import check_bars, parse_bars
+from streaming_jobs.indicators.sinks import (
+    dead_letter_record,
+    publish_indicators,
+    upsert_indicators,
+    write_influx,
+)
+from streaming_jobs.indicators.state import (
+    ROW_COLUMNS,
+    STATE_DDL,
+    advance,
+    history_from_state,
+    history_to_state,
+)
+from streaming_jobs.indicators.warmup import load_history
+from streaming_jobs.source import read_topic
+from streaming_jobs.spark_session import build_spark
+from tickflow.settings import Settings, get_settings
+
+log = structlog.get_logger(__name__)
+
+QUERY_NAME: Final = "indicators"
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+OUTPUT_SCHEMA: Final = StructType(
+    [StructField("symbol", StringType()), StructField("interval", StringType())]
+    + [StructField(c, LongType() if c == "window_start" else DoubleType()) for c in ROW_COLUMNS]
+    + [StructField("latency_ms", DoubleType())]
+    + [StructField(c, StringType()) for c in ("reason", "detail", "raw", "topic")]
+    + [StructField("partition", IntegerType()), StructField("offset", LongType())]
+    + [StructField("visible_us", LongType())]
+)
+"""Rows of the state function: indicator rows (``reason`` null; ``window_start`` in µs) and rejected
+records (``reason``, ``detail`` and the Kafka record's ``raw`` value, ``topic``, ``partition``, ``offset``
+and ``visible_us`` timestamp)."""
+OUTPUT_COLUMNS: Final[tuple[str, ...]] = tuple(OUTPUT_SCHEMA.fieldNames())
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class UpdateIndicators:
+    """The ``applyInPandasWithState`` function, keyed by (symbol, interval); pickled to the workers.
+
+    Per call: reject invalid records, keep the latest revision (highest offset) per bar, merge into the
+    key's history (from the state, else warmed up from ``ohlcv`` bars before the earliest incoming bar),
+    and emit :func:`advance`'s rows plus ``latency_ms`` (bar visible minus its latest tick's receipt, for
+    the incoming revisions whose record carries a receipt time).
+    """
+
+    postgres_dsn: str
+    history_bars: int
+    volume_window: int
+    zscore_window: int
+
+    def __call__(
+        self, key: tuple[str | None, str | None], batches: Iterator[pd.DataFrame], state: GroupState
+    ) -> Iterator[pd.DataFrame]:
+        records = pd.concat(list(batches), ignore_index=True)
+        verdict = check_bars(records)
+        is_rejected = verdict["reason"].notna()
+        if is_rejected.any():
+            rejected = records[is_rejected].assign(**verdict[is_rejected])
+            yield rejected.reindex(columns=list(OUTPUT_COLUMNS))
+        valid = records[~is_rejected]
+        if valid.empty:
+            return
+        symbol, interval = key
+        latest = valid.sort_values("offset", kind="stable").drop_duplicates("window_start", keep="last")
+        if state.exists:
+            history = history_from_state(state.get)
+        else:
+            first = int(latest["window_start"].min())
+            history = load_history(self.postgres_dsn, str(symbol), str(interval), first, self.history_bars)
+        step = advance(
+            history,
+            latest,
+            history_bars=self.history_bars,
+            volume_window=self.volume_window,
+            zscore_window=self.zscore_window,
+        )
+        state.update(history_to_state(step.history))
+        latency_ms = (latest["visible_us"] - latest["receipt_us"]) / 1000.0
+        rows = step.rows.assign(
+            symbol=symbol,
+            interval=interval,
+            latency_ms=step.rows["window_start"].map(
+                dict(zip(latest["window_start"], latency_ms, strict=True))
+            ),
+        )
+        yield rows.reindex(columns=list(OUTPUT_COLUMNS))
+
+
+def indicator_rows(spark: SparkSession, settings: Settings) -> DataFrame:
+    """The streaming DataFrame of ``OUTPUT_SCHEMA`` rows over the bar topics of ``settings.intervals``."""
+    raw = reduce(
+        DataFrame.unionByName,
+        [read_topic(spark, settings, settings.bar_topic(interval)) for interval in settings.interval_list],
+    )
+    update = UpdateIndicators(
+        postgres_dsn=settings.postgres_dsn,
+        # enough bars for the indicators and for the anomaly features' windows (+1 bar for the return)
+        history_bars=max(
+            HISTORY_BARS, settings.anomaly_volume_window + 1, settings.anomaly_zscore_window + 2
+        ),
+        volume_window=settings.anomaly_volume_window,
+        zscore_window=settings.anomaly_zscore_window,
+    )
+    return (
+        parse_bars(raw)
+        .groupBy("symbol", "interval")
+        .applyInPandasWithState(update, OUTPUT_SCHEMA, STATE_DDL, "update", GroupStateTimeout.NoTimeout)
+    )
+
+
+def start_indicators(
+    spark: SparkSession, settings: Settings, writer: IndicatorBatchWriter, *, available_now: bool
+) -> StreamingQuery:
+    """Start the indicator query (checkpoint ``<checkpoint_dir>/indicators``) writing through ``writer``.
+
+    ``available_now``: process what the topics hold now, then stop; else run with the trigger interval of
+    the settings until stopped.
+    """
+    stream = (
+        indicator_rows(spark, settings)
+        .writeStream.queryName(QUERY_NAME)
+        .outputMode("update")
+        .foreachBatch(writer)
+        .option("checkpointLocation", checkpoint(settings, QUERY_NAME))
+    )
+    if available_now:
+        return stream.trigger(availableNow=True).start()
+    return stream.trigger(processingTime=settings.trigger_interval).start()
+
+
+def run_indicators(settings: Settings, *, available_now: bool, serve_metrics: bool = True) -> None:
+    """Run the indicator job until it is done (``available_now``), stopped (SIGTERM/SIGINT, between
+    batches) or fails; Prometheus metrics on ``indicators_metrics_port`` when ``serve_metrics``.
+
+    Raises:
+        pyspark.errors.StreamingQueryException: the query failed (e.g. a sink kept failing); the next run
+            re-runs the failed batch from the checkpoint.
+    """
+    spark = build_spark(settings, "tickflow-indicators")
+    if serve_metrics:
+        start_http_server(settings.indicators_metrics_port)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    writer = IndicatorBatchWriter(settings)
+    job = BarJob([start_indicators(spark, settings, writer, available_now=available_now)], [writer])
+    log.info("indicator job started", available_now=available_now)
+    job.wait(stop)
+    log.info("indicator job stopped")
+
+
+class IndicatorBatchWriter:
+    """The ``foreachBatch`` function: anomaly rules, then every sink, each write retried
+    (``sink_retry_attempts``); runs on the driver."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._rules = AnomalyRules.from_settings(settings)
+        self._conn: psycopg2.extensions.connection | None = None
+        self._redis = redis.Redis.from_url(settings.redis_url)
+        self._producer = make_producer(settings)
+        self._influx = InfluxDBClient(
+            url=settings.influx_url, token=settings.influx_token, org=settings.influx_org, timeout=10_000
+        )
+        self._write_api = self._influx.write_api(write_options=SYNCHRONOUS)
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        started = time.monotonic()
+        out = batch.toPandas()
+        is_rejected = out["reason"].notna()
+        rejected = out[is_rejected]
+        rows = out[~is_rejected].reset_index(drop=True)
+        anomalies = detect(
+            rows.assign(window_start=pd.to_datetime(rows["window_start"], unit="us", utc=True)),
+            self._rules,
+            datetime.now(UTC),
+        )
+        s = self._settings
+        letters = [dead_letter(record, s.topic_dlq) for record in rejected.to_dict("records")]
+        with_retries(s, "indicators_dlq", produce_all, self._producer, letters)
+        with_retries(s, "indicators_postgres", self._in_postgres, upsert_indicators, rows)
+        with_retries(s, "indicators_redis", publish_indicators, self._redis, rows, s.redis_indicators_ttl_s)
+        with_retries(
+            s, "indicators_influx", write_influx, self._write_api, s.influx_bucket, s.influx_org, rows
+        )
+        with_retries(s, "anomalies_postgres", self._in_postgres, upsert_anomalies, anomalies)
+        records = anomaly_records(s.topic_anomalies, anomalies)
+        with_retries(s, "anomalies_kafka", produce_all, self._producer, records)
+        with_retries(s, "anomalies_redis", publish_anomalies, self._redis, anomalies)
+        metrics.record_batch(
+            rows=len(rows), rejected=rejected, anomalies=anomalies, seconds=time.monotonic() - started
+        )
+        log.info(
+            "indicator batch",
+            batch_id=batch_id,
+            rows=len(rows),
+            anomalies=len(anomalies),
+            rejected=len(rejected),
+        )
+
+    def __enter__(self) -> IndicatorBatchWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the connections."""
+        if self._conn is not None:
+            self._conn.close()
+        self._producer.flush(10)
+        self._influx.close()
+        self._redis.close()
+
+    def _in_postgres(self, write: Callable[[psycopg2.extensions.connection, T], int], items: T) -> int:
+        """``write(connection, items)``; a failed write drops the connection so the next try reconnects."""
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg2.connect(self._settings.postgres_dsn)
+        try:
+            return write(self._conn, items)
+        except psycopg2.Error:
+            self._conn.close()
+            raise
+
+
+def dead_letter(record: dict[str, Any], dlq_topic: str) -> Record:
+    """The dead-letter record of a rejected bar record (a row of ``OUTPUT_SCHEMA`` with ``reason`` set)."""
+    symbol = record["symbol"] if isinstance(record["symbol"], str) and record["symbol"] else None
+    return dead_letter_record(
+        dlq_topic,
+        stage=QUERY_NAME,
+        reason=record["reason"],
+        detail=record["detail"],
+        raw=record["raw"] if isinstance(record["raw"], str) else "",
+        source=(record["topic"], int(record["partition"]), int(record["offset"])),
+        timestamp=_EPOCH + timedelta(microseconds=int(record["visible_us"])),
+        key=symbol.encode() if symbol else None,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point for ``spark-submit streaming_jobs/indicators/job.py [--available-now]``."""
+    parser = argparse.ArgumentParser(description="Tickflow indicator and anomaly job")
+    parser.add_argument(
+        "--available-now", action="store_true", help="process what the topics hold, then stop"
+    )
+    args = parser.parse_args(argv)
+    run_indicators(get_settings(), available_now=args.available_now)
+
+
+if __name__ == "__main__":
+    main()
