@@ -29,26 +29,13 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from tickflow.intervals import Interval
+from tickflow.schemas import BAR_FIELDS
 
 WATERMARK_DELAY_KEY: Final = "spark.watermarkDelayMs"
 """Column metadata Spark uses to recognise an event-time (watermark) column (``EventTimeWatermark``)."""
 
 BAR_OUTPUT_COLUMNS: Final[tuple[str, ...]] = (
-    "symbol",
-    "interval",
-    "window_start",
-    "window_end",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "quote_volume",
-    "vwap",
-    "trade_count",
-    "first_trade_time",
-    "last_trade_time",
-    "updated_at",
+    *(name for name in BAR_FIELDS if name != "is_final"),  # is_final is decided by the sink
     "last_receipt_time",
 )
 
