@@ -1,79 +1,60 @@
-"""Streaming DataFrame of a Kafka topic: Spark's native connector when present, else the Python source.
+"""Streaming DataFrame of a Kafka topic through Spark's own Kafka connector (``format("kafka")``).
 
-Both give the columns of ``kafka_source.RAW_COLUMNS`` (``key``, ``value``, ``topic``, ``partition``,
-``offset``, ``timestamp``, ``timestampType``), so everything downstream is one code path.
+The connector (``spark-sql-kafka-0-10``) keeps each query's offsets in its checkpoint and never commits
+consumer-group offsets. Options used: ``startingOffsets`` (only when a query has no checkpoint),
+``maxOffsetsPerTrigger`` (bounds a micro-batch), ``minPartitions`` (Spark tasks per batch) and
+``failOnDataLoss=true``: records that vanished between the checkpoint and the topic (a topic deleted or
+recreated, retention passed, another cluster) stop the query instead of being skipped silently; the job then
+names the query and the fix (``tickflow stream reset``, see ``streaming_jobs.checkpoints``).
 """
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Final
 
-from py4j.protocol import Py4JJavaError
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import (
+    BinaryType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
 
-from streaming_jobs.kafka_source import RAW_COLUMNS, SOURCE_NAME
 from tickflow.settings import Settings
 
-KAFKA_PROVIDER_CLASS: Final = "org.apache.spark.sql.kafka010.KafkaSourceProvider"
+RAW_SCHEMA: Final = StructType(
+    [
+        StructField("key", BinaryType()),
+        StructField("value", BinaryType()),
+        StructField("topic", StringType()),
+        StructField("partition", IntegerType()),
+        StructField("offset", LongType()),
+        StructField("timestamp", TimestampType()),
+        StructField("timestampType", IntegerType()),
+    ]
+)
+"""The columns of Spark's ``format("kafka")`` source, in its order (``timestamp``: the record's time, ms)."""
 
-SourceKind = Literal["kafka", "python"]
-
-
-def jvm_class_available(spark: SparkSession, name: str) -> bool:
-    """True when the driver JVM can load class ``name`` (Spark's class loader, incl. ``--packages``)."""
-    jvm = spark.sparkContext._jvm
-    assert jvm is not None
-    try:
-        jvm.org.apache.spark.util.Utils.classForName(name, True, False)
-    except Py4JJavaError:
-        return False
-    return True
-
-
-def resolve_source(spark: SparkSession, choice: str) -> SourceKind:
-    """The source to use for ``spark_source`` = ``auto`` | ``kafka`` | ``python``.
-
-    Raises:
-        ValueError: ``kafka`` is forced but the connector is not on the classpath (add it with
-            ``--packages org.apache.spark:spark-sql-kafka-0-10_2.13:<spark version>``), or an unknown choice.
-    """
-    if choice == "python":
-        return "python"
-    available = jvm_class_available(spark, KAFKA_PROVIDER_CLASS)
-    if choice == "kafka":
-        if not available:
-            raise ValueError(
-                f"spark_source=kafka but {KAFKA_PROVIDER_CLASS} is not on the classpath; add "
-                "--packages org.apache.spark:spark-sql-kafka-0-10_2.13:<spark version> or use "
-                "spark_source=python"
-            )
-        return "kafka"
-    if choice == "auto":
-        return "kafka" if available else "python"
-    raise ValueError(f"unknown spark_source {choice!r}; expected auto, kafka or python")
+RAW_COLUMNS: Final[tuple[str, ...]] = tuple(RAW_SCHEMA.fieldNames())
 
 
 def read_topic(spark: SparkSession, settings: Settings, topic: str) -> DataFrame:
     """A streaming DataFrame of ``topic`` with the columns ``RAW_COLUMNS``.
 
     Starts at ``spark_starting_offsets`` when the query has no checkpoint and reads at most
-    ``max_ticks_per_batch`` records per micro-batch.
+    ``max_ticks_per_batch`` records per micro-batch, in at least ``spark_min_partitions`` tasks.
     """
-    kind = resolve_source(spark, settings.spark_source)
-    if kind == "kafka":
-        reader = (
-            spark.readStream.format("kafka")
-            .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
-            .option("subscribe", topic)
-            .option("startingOffsets", settings.spark_starting_offsets)
-            .option("maxOffsetsPerTrigger", str(settings.max_ticks_per_batch))
-        )
-    else:
-        reader = (
-            spark.readStream.format(SOURCE_NAME)
-            .option("bootstrap_servers", settings.kafka_bootstrap_servers)
-            .option("topic", topic)
-            .option("starting_offsets", settings.spark_starting_offsets)
-            .option("max_rows_per_batch", str(settings.max_ticks_per_batch))
-        )
+    reader = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
+        .option("subscribe", topic)
+        .option("startingOffsets", settings.spark_starting_offsets)
+        .option("maxOffsetsPerTrigger", str(settings.max_ticks_per_batch))
+        .option("failOnDataLoss", "true")
+    )
+    if settings.spark_min_partitions:
+        reader = reader.option("minPartitions", str(settings.spark_min_partitions))
     return reader.load().select(*RAW_COLUMNS)

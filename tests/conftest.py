@@ -68,6 +68,7 @@ def stack_settings(state_dir: Path, **overrides: object) -> Settings:
         "state_dir": state_dir,
         "checkpoint_dir": state_dir / "checkpoints",
         "kafka_bootstrap_servers": f"127.0.0.1:{free_port()}",
+        "kafka_controller_port": free_port(),
         "postgres_dsn": f"postgresql://postgres@127.0.0.1:{free_port()}/tickflow",
         "redis_url": f"redis://127.0.0.1:{free_port()}/0",
         "influx_url": f"http://127.0.0.1:{free_port()}",

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
 
     # --- Kafka ---------------------------------------------------------------------------------------
     kafka_bootstrap_servers: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers.")
+    kafka_controller_port: int = Field(
+        19093, description="KRaft controller port of the local Apache Kafka broker (loopback)."
+    )
+    kafka_heap: str = Field("512m", description="JVM heap (-Xms/-Xmx) of the local Apache Kafka broker.")
     kafka_partitions: int = Field(6, ge=1, description="Partitions of every Tickflow topic.")
     kafka_replication_factor: int = Field(1, ge=1, description="Replication factor of created topics.")
     kafka_retention_ms: int = Field(7 * 24 * 3600 * 1000, description="Topic retention (ms); 7 days.")
@@ -110,10 +114,11 @@ class Settings(BaseSettings):
     spark_shuffle_partitions: int = Field(
         2, ge=1, description="spark.sql.shuffle.partitions; stored in the checkpoint at first run."
     )
-    spark_source: Literal["auto", "kafka", "python"] = Field(
-        "auto",
-        description="`kafka`: Spark's native connector; `python`: Tickflow's Python DataSource over "
-        "confluent-kafka; `auto`: native when its classes are on the classpath.",
+    spark_min_partitions: int = Field(
+        0,
+        ge=0,
+        description="minPartitions of the Kafka source: Spark tasks per micro-batch (0: one per topic "
+        "partition).",
     )
     watermark: str = Field("2 minutes", description="Event-time watermark delay of the bar job.")
     trigger_interval: str = Field("1 second", description="Micro-batch trigger interval.")

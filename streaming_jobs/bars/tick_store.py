@@ -31,7 +31,7 @@ from streaming_jobs.bars.parse import REJECT_COLUMNS, rejected_records
 from streaming_jobs.bars.sinks.kafka import Record, make_producer, produce_all
 from streaming_jobs.bars.sinks.postgres import TICK_DATA_COLUMNS, insert_ticks
 from streaming_jobs.bars.sinks.retry import with_retries
-from streaming_jobs.kafka_source import RAW_SCHEMA
+from streaming_jobs.source import RAW_SCHEMA
 from tickflow.schemas import json_dumps
 from tickflow.settings import Settings
 

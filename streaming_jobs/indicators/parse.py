@@ -76,7 +76,7 @@ INPUT_COLUMNS: Final[tuple[str, ...]] = (
 
 
 def parse_bars(raw: DataFrame) -> DataFrame:
-    """One row per Kafka record of ``raw`` (columns of ``streaming_jobs.kafka_source.RAW_COLUMNS``).
+    """One row per Kafka record of ``raw`` (columns of ``streaming_jobs.source.RAW_COLUMNS``).
 
     Output: ``INPUT_COLUMNS``: the required bar fields (``window_start`` as integer µs since the epoch, UTC),
     ``receipt_us`` (``last_receipt_time`` in µs, null when absent), ``visible_us`` (the bar record's Kafka

@@ -16,7 +16,6 @@ from pyspark.sql import SparkSession
 from producers.replay import replay_file
 from streaming_jobs.bars import metrics
 from streaming_jobs.bars.job import start_bar_job
-from streaming_jobs.source import jvm_class_available, resolve_source
 from tests.conftest import COINBASE_HOUR_CSV
 from tests.reference_bars import load_trades_csv
 from tests.streaming.support import (
@@ -212,18 +211,3 @@ def test_a_failing_sink_fails_the_batch_and_the_rerun_completes_it(
     assert len(topic_records(fresh_env, fresh_env.bar_topic(fresh_env.interval_list[0]))) == 2
     series = export_series(fresh_env, "ohlcv_close")
     assert any(s["metric"].get("symbol") == symbol for s in series)
-
-
-def test_source_choice(spark: SparkSession) -> None:
-    assert jvm_class_available(spark, "org.apache.spark.sql.SparkSession")
-    assert not jvm_class_available(spark, "org.example.NoSuchClass")
-    assert resolve_source(spark, "python") == "python"
-    connector = jvm_class_available(spark, "org.apache.spark.sql.kafka010.KafkaSourceProvider")
-    assert resolve_source(spark, "auto") == ("kafka" if connector else "python")
-    if connector:
-        assert resolve_source(spark, "kafka") == "kafka"
-    else:
-        with pytest.raises(ValueError, match="spark-sql-kafka"):
-            resolve_source(spark, "kafka")
-    with pytest.raises(ValueError, match="unknown spark_source"):
-        resolve_source(spark, "jdbc")

@@ -10,7 +10,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from streaming_jobs.bars.parse import parse_ticks, rejected_records, valid_ticks
-from streaming_jobs.kafka_source import RAW_SCHEMA
+from streaming_jobs.source import RAW_SCHEMA
 from tickflow.schemas import Tick
 
 pytestmark = pytest.mark.spark
