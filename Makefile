@@ -8,25 +8,22 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test lint bench stack-up stack-down system-deps install clean
+.PHONY: run test lint bench stack-up stack-down system-deps jars install clean
 
-run: install system-deps stack-up
-	$(BIN)/tickflow db migrate
-	$(BIN)/tickflow topics create
-	@echo "Starting the pipeline (Ctrl-C stops it and the local stack)..."
-	$(BIN)/honcho start -f Procfile; status=$$?; $(BIN)/tickflow stack down; exit $$status
+run: install system-deps jars
+	$(BIN)/tickflow run
 
-test: install system-deps lint
+test: install system-deps jars lint
 	$(BIN)/python -m pytest
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-bench: install system-deps
+bench: install system-deps jars
 	@for script in bench/bench_*.py; do echo "=== $$script"; $(BIN)/python $$script || exit 1; done
 
-stack-up: install system-deps
+stack-up: install system-deps jars
 	$(BIN)/tickflow stack up
 
 stack-down: install
@@ -34,6 +31,10 @@ stack-down: install
 
 system-deps:
 	@bash infra/local/install-system-deps.sh
+
+# Apache Kafka and Spark's Kafka connector from Maven Central, once (then cached in ~/.m2)
+jars: install system-deps
+	@$(BIN)/tickflow stack jars
 
 install: $(STAMP)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import typer
 
@@ -27,6 +28,57 @@ def stack_up() -> None:
         raise typer.Exit(1) from exc
     _print_status(statuses)
     typer.echo(f"stack up in {time.monotonic() - started:.1f} s")
+
+
+def run(
+    procfile: Path = typer.Option(Path("Procfile"), help="The Procfile of the pipeline's processes."),
+) -> None:
+    """Run the whole pipeline locally (what `make run` does): stack up, migrations, topics, every
+    Procfile process under honcho; Ctrl-C stops them all and the stack. Says which process died, if any."""
+    from infra.db.migrate import migrate
+    from infra.local.run import run_processes, taken_ports
+    from infra.local.services import ServiceError
+    from infra.local.stack import down, up
+    from infra.topics import create_topics
+
+    settings = get_settings()
+    taken = taken_ports(settings)
+    if taken:
+        for line in taken:
+            typer.secho(f"tickflow run: {line}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    try:
+        _print_status(up(settings))
+        applied = migrate(settings.postgres_dsn)
+        typer.echo(f"migrations applied: {', '.join(applied) or 'none (up to date)'}")
+        create_topics(settings)
+        typer.echo("Starting the pipeline (Ctrl-C stops it and the local stack)...")
+        rc = run_processes(procfile, settings.state_dir / "logs" / "run.log")
+    except ServiceError as exc:
+        typer.secho(str(exc), fg=typer.colors.RED, err=True)
+        rc = 1
+    finally:
+        stopped = down(settings)
+        typer.echo(f"stack down: {', '.join(stopped) if stopped else 'nothing to stop'}")
+    raise typer.Exit(rc)
+
+
+@stack_app.command("jars")
+def stack_jars() -> None:
+    """Fetch the JVM jars once (Apache Kafka broker, Spark's Kafka connector) and check the Spark pin."""
+    import pyspark
+
+    from tickflow import jvm
+
+    try:
+        jvm.check_spark_pin(pyspark.__version__)
+        for name in ("kafka-broker", "spark-kafka"):
+            started = time.monotonic()
+            jars = jvm.classpath(name)
+            typer.echo(f"{name}: {len(jars)} jars ({time.monotonic() - started:.1f} s)")
+    except jvm.ClasspathError as exc:
+        typer.secho(str(exc), fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from exc
 
 
 @stack_app.command("down")

@@ -9,7 +9,7 @@ import typer
 
 from api.cli import api
 from dashboard.cli import dashboard
-from infra.cli import db_app, settings_app, stack_app, topics_app
+from infra.cli import db_app, run, settings_app, stack_app, topics_app
 from ml.cli import ml_app
 from producers.cli import produce_app
 from streaming_jobs.cli import stream_app
@@ -22,5 +22,6 @@ app.add_typer(settings_app, name="settings")
 app.add_typer(produce_app, name="produce")
 app.add_typer(stream_app, name="stream")
 app.add_typer(ml_app, name="ml")
+app.command("run")(run)
 app.command("api")(api)
 app.command("dashboard")(dashboard)

@@ -98,6 +98,21 @@ def classpath(name: ArtifactSet) -> list[Path]:
     return jars
 
 
+def check_spark_pin(pyspark_version: str) -> None:
+    """Check that the connector POM is pinned to the installed pyspark (Spark's Kafka connector must match
+    the Spark version exactly).
+
+    Raises:
+        ClasspathError: the versions differ (the message names both and the file to change).
+    """
+    pinned = pom_property("spark-kafka", "spark.version")
+    if pinned != pyspark_version:
+        raise ClasspathError(
+            f"pyspark {pyspark_version} is installed but {pom_path('spark-kafka')} pins the Kafka connector "
+            f"to Spark {pinned}; pin both to one version whose connector Maven Central serves (setup.cfg)"
+        )
+
+
 _HOW: Final = (
     "provide them by running `mvn -f <that pom> dependency:go-offline` on a machine that reaches Maven "
     "Central and copying its ~/.m2/repository to this machine"

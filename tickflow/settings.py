@@ -100,9 +100,9 @@ class Settings(BaseSettings):
         "match `symbol_pattern`.",
     )
     symbol_pattern: str = Field(
-        r"^[A-Z0-9]{1,12}(-[A-Z0-9]{2,12})?$",
+        r"^[A-Z0-9]{1,12}(-[A-Z0-9]{2,12}){0,2}$",
         description="Regex a normalised symbol must match when it is outside `symbols` and "
-        "`accept_unlisted_symbols` is on.",
+        "`accept_unlisted_symbols` is on (`BTC-USD`, or with a contract `BTC-USD-SWAP`, `BTC-USD-220527`).",
     )
     accept_unlisted_symbols: bool = Field(
         True, description="Accept symbols outside `symbols` when they match `symbol_pattern`."

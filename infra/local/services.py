@@ -66,6 +66,10 @@ class Service(ABC):
     def start(self, settings: Settings, paths: StatePaths) -> None:
         """Start the service detached and record its PID in ``paths.pid(name)``."""
 
+    def version(self, paths: StatePaths) -> str | None:
+        """The version of the server this stack started, when it can tell."""
+        return None
+
     def stop(self, settings: Settings, paths: StatePaths) -> bool:
         """Stop the process this stack started (by PID file); True when one was stopped."""
         pid_file = paths.pid(self.name)
@@ -105,13 +109,13 @@ class KafkaBroker(Service):
         return None
 
     def version(self, paths: StatePaths) -> str | None:
-        """The Kafka version our broker logged at start-up (``Kafka version: 4.1.1``), if any."""
+        """``Apache Kafka <version>`` as our broker logged it at start-up (``Kafka version: 4.1.1``)."""
         log = paths.log(self.name)
         try:
             found = re.findall(r"Kafka version: (\S+)", log.read_text(errors="replace"))
         except OSError:
             return None
-        return found[-1] if found else None
+        return f"Apache Kafka {found[-1]}" if found else None
 
     def start(self, settings: Settings, paths: StatePaths) -> None:
         try:

@@ -96,13 +96,14 @@ def _status(service: Service, settings: Settings, paths: StatePaths) -> ServiceS
         state = State.DOWN
     if state is State.DEAD and not ours:
         problem = f"process {pid} is gone; {problem}"
+    version = service.version(paths) if state is State.RUNNING else None
     return ServiceStatus(
         service.name,
         f"{host}:{port}",
         settings.is_managed(service.name),
         state,
         pid if ours else None,
-        problem or "ok",
+        problem or (f"ok ({version})" if version else "ok"),
     )
 
 

@@ -8,25 +8,22 @@ Checkpoints: ``<checkpoint_dir>/bars`` and ``<checkpoint_dir>/ticks``. Triggers:
 (bars) and ``ticks_trigger_interval`` (ticks) when continuous, or ``availableNow`` (read what the topic holds
 now, then stop).
 
-Run it with ``tickflow stream bars [--available-now]``, ``python -m streaming_jobs.bars.job``, or on a
-cluster: ``spark-submit --packages org.apache.spark:spark-sql-kafka-0-10_2.13:<version>
---py-files tickflow.zip streaming_jobs/bars/job.py [--available-now]`` (with the connector on the
-classpath, ``spark_source=auto`` uses Spark's own Kafka source).
+Run it with ``tickflow stream bars [--available-now]``, or on a cluster through spark-submit (see
+``infra/docker/spark_app.py``). A checkpoint whose offsets the topic no longer has stops the job with
+``streaming_jobs.checkpoints.CheckpointMismatch`` (fix: ``tickflow stream reset bars``).
 """
 
 from __future__ import annotations
 
-import argparse
 import signal
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Final
 
 import structlog
 from prometheus_client import start_http_server
+from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
@@ -36,20 +33,16 @@ from streaming_jobs.bars.metrics import install_progress_metrics
 from streaming_jobs.bars.parse import parse_ticks, valid_ticks
 from streaming_jobs.bars.tick_store import TickBatchWriter
 from streaming_jobs.bars.writer import BarBatchWriter
+from streaming_jobs.checkpoints import checkpoint, mismatch
 from streaming_jobs.source import read_topic
 from streaming_jobs.spark_session import build_spark
-from tickflow.settings import Settings, get_settings
+from tickflow.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 BARS_QUERY: Final = "bars"
 TICKS_QUERY: Final = "ticks"
 STOP_WAIT_S: Final = 60.0
-
-
-def checkpoint(settings: Settings, query: str) -> str:
-    """Absolute checkpoint directory of ``query``."""
-    return str((Path(settings.checkpoint_dir) / query).resolve())
 
 
 @dataclass
@@ -138,6 +131,7 @@ def run(settings: Settings, *, available_now: bool = False, serve_metrics: bool 
     """Run the bar application until it is done (``available_now``), stopped (SIGTERM/SIGINT) or fails.
 
     Raises:
+        streaming_jobs.checkpoints.CheckpointMismatch: a checkpoint holds offsets its topic no longer has.
         pyspark.errors.StreamingQueryException: a query failed; the next run re-runs the failed batch.
     """
     spark = build_spark(settings, "tickflow-bars")
@@ -148,19 +142,8 @@ def run(settings: Settings, *, available_now: bool = False, serve_metrics: bool 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     job = start_bar_job(spark, settings, available_now=available_now)
-    job.wait(stop)
+    try:
+        job.wait(stop)
+    except StreamingQueryException as exc:
+        raise mismatch(exc, "bars", settings) or exc from exc
     log.info("bar job stopped")
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point for ``spark-submit streaming_jobs/bars/job.py [--available-now]``."""
-    parser = argparse.ArgumentParser(description="Tickflow OHLCV/VWAP bar job")
-    parser.add_argument(
-        "--available-now", action="store_true", help="process what the topic holds, then stop"
-    )
-    args = parser.parse_args(argv)
-    run(get_settings(), available_now=args.available_now)
-
-
-if __name__ == "__main__":
-    main()

@@ -16,7 +16,9 @@ def indicators(
     Runs until stopped (SIGTERM/SIGINT) with a micro-batch every `trigger_interval`; resumes from
     `<checkpoint_dir>/indicators`. Prometheus metrics on `indicators_metrics_port`.
     """
+    from streaming_jobs.cli import stops_cleanly
     from streaming_jobs.indicators.job import run_indicators
     from tickflow.settings import get_settings
 
-    run_indicators(get_settings(), available_now=available_now)
+    with stops_cleanly("indicators"):
+        run_indicators(get_settings(), available_now=available_now)

@@ -21,11 +21,10 @@ streaming_jobs/indicators/job.py [--available-now]`` (as the bar job).
 
 from __future__ import annotations
 
-import argparse
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import reduce
@@ -39,6 +38,7 @@ import structlog
 from influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
 from prometheus_client import start_http_server
+from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
@@ -46,9 +46,10 @@ from pyspark.sql.types import DoubleType, IntegerType, LongType, StringType, Str
 
 from streaming_jobs.anomalies.rules import AnomalyRules, detect
 from streaming_jobs.anomalies.sinks import anomaly_records, publish_anomalies, upsert_anomalies
-from streaming_jobs.bars.job import BarJob, checkpoint
+from streaming_jobs.bars.job import BarJob
 from streaming_jobs.bars.sinks.kafka import Record, make_producer, produce_all
 from streaming_jobs.bars.sinks.retry import with_retries
+from streaming_jobs.checkpoints import checkpoint, mismatch
 from streaming_jobs.indicators import metrics
 from streaming_jobs.indicators.formulas import HISTORY_BARS
 from streaming_jobs.indicators.parse import check_bars, parse_bars
@@ -68,7 +69,7 @@ from streaming_jobs.indicators.state import (
 from streaming_jobs.indicators.warmup import load_history
 from streaming_jobs.source import read_topic
 from streaming_jobs.spark_session import build_spark
-from tickflow.settings import Settings, get_settings
+from tickflow.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -190,6 +191,7 @@ def run_indicators(settings: Settings, *, available_now: bool, serve_metrics: bo
     batches) or fails; Prometheus metrics on ``indicators_metrics_port`` when ``serve_metrics``.
 
     Raises:
+        streaming_jobs.checkpoints.CheckpointMismatch: the checkpoint holds offsets its topics no longer have.
         pyspark.errors.StreamingQueryException: the query failed (e.g. a sink kept failing); the next run
             re-runs the failed batch from the checkpoint.
     """
@@ -202,7 +204,10 @@ def run_indicators(settings: Settings, *, available_now: bool, serve_metrics: bo
     writer = IndicatorBatchWriter(settings)
     job = BarJob([start_indicators(spark, settings, writer, available_now=available_now)], [writer])
     log.info("indicator job started", available_now=available_now)
-    job.wait(stop)
+    try:
+        job.wait(stop)
+    except StreamingQueryException as exc:
+        raise mismatch(exc, "indicators", settings) or exc from exc
     log.info("indicator job stopped")
 
 
@@ -293,17 +298,3 @@ def dead_letter(record: dict[str, Any], dlq_topic: str) -> Record:
         timestamp=_EPOCH + timedelta(microseconds=int(record["visible_us"])),
         key=symbol.encode() if symbol else None,
     )
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point for ``spark-submit streaming_jobs/indicators/job.py [--available-now]``."""
-    parser = argparse.ArgumentParser(description="Tickflow indicator and anomaly job")
-    parser.add_argument(
-        "--available-now", action="store_true", help="process what the topics hold, then stop"
-    )
-    args = parser.parse_args(argv)
-    run_indicators(get_settings(), available_now=args.available_now)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,65 @@
+"""Checkpoints of the streaming queries: where they live, how to reset them, and the one clear line a job
+prints when a checkpoint no longer matches its Kafka topic.
+
+Each query keeps its Kafka offsets (and, for the stateful ones, its state) in
+``<checkpoint_dir>/<query>``. The Kafka source runs with ``failOnDataLoss=true``: when the offsets a
+checkpoint holds are gone from the topic (the topic was deleted or recreated, retention passed them, or the
+settings point at another cluster), the query fails instead of skipping data silently. The job then stops
+with ``CheckpointMismatch`` naming the query and the fix, ``tickflow stream reset <job>``, which deletes the
+job's checkpoints so that its next run starts from ``spark_starting_offsets``.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Final, Literal
+
+from tickflow.settings import Settings
+
+JobName = Literal["bars", "indicators"]
+
+JOB_QUERIES: Final[dict[JobName, tuple[str, ...]]] = {
+    "bars": ("bars", "ticks"),
+    "indicators": ("indicators",),
+}
+"""The streaming queries (and checkpoint folders) of each job."""
+
+_DATA_LOSS_MARKERS: Final = ("failOnDataLoss", "some data may have been lost", "were deleted")
+
+
+class CheckpointMismatch(RuntimeError):
+    """A query's checkpoint holds Kafka offsets its topic no longer has; the message names the fix."""
+
+
+def checkpoint(settings: Settings, query: str) -> str:
+    """Absolute checkpoint directory of ``query``."""
+    return str((Path(settings.checkpoint_dir) / query).resolve())
+
+
+def reset(settings: Settings, job: JobName) -> list[str]:
+    """Delete the checkpoints of ``job``'s queries; return the folders that existed and were deleted."""
+    deleted = []
+    for query in JOB_QUERIES[job]:
+        path = Path(checkpoint(settings, query))
+        if path.exists():
+            shutil.rmtree(path)
+            deleted.append(str(path))
+    return deleted
+
+
+def mismatch(error: BaseException, job: JobName, settings: Settings) -> CheckpointMismatch | None:
+    """The ``CheckpointMismatch`` that ``error`` (a failed query's exception) amounts to, or None when it is
+    another failure."""
+    text = str(error)
+    if not any(marker.lower() in text.lower() for marker in _DATA_LOSS_MARKERS):
+        return None
+    named = re.search(r"Identifier: (\S+)", text)
+    query = named.group(1) if named else JOB_QUERIES[job][0]
+    return CheckpointMismatch(
+        f"query {query!r}: its checkpoint {checkpoint(settings, query)} holds Kafka offsets that the topic "
+        f"no longer has (topic deleted or recreated, records expired, or another cluster at "
+        f"{settings.kafka_bootstrap_servers}); to start over from the topic as it is, run: "
+        f"tickflow stream reset {job}"
+    )
