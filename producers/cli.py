@@ -62,7 +62,11 @@ def _run_live(
 @produce_app.command("live")
 def live(
     exchange: Annotated[
-        str, typer.Option(help="coinbase, binance, binance_futures, kraken, bitstamp, polygon.")
+        str,
+        typer.Option(
+            help="coinbase, binance, binance_us, binance_futures, kraken, bitstamp, okx, bybit, "
+            "bybit_linear, bybit_inverse, bitfinex, polygon."
+        ),
     ],
     symbols: SymbolsOption = None,
     ws_url: Annotated[str | None, typer.Option(help="Override the exchange's websocket URL.")] = None,

@@ -78,6 +78,7 @@ class LiveStreamer:
         self.backfill = TickPipeline(settings, self.producer, TickSource.BACKFILL, self.spec.name, validator)
         self.gaps = 0
         self.gap_unfilled = 0
+        self._parse = self.spec.parser()
         self._tracker = GapTracker()
         base = rest_url or self.spec.rest_url
         can_fill = self.spec.fetch_trades is not None and base is not None
@@ -90,11 +91,17 @@ class LiveStreamer:
         )
         self.client = WebSocketClient(
             ws_url or self.spec.ws_url,
-            lambda: self.spec.subscribe(self._symbols, settings),
+            self._on_connect,
             self.on_message,
             policy,
             self.spec.name,
         )
+
+    def _on_connect(self) -> list[str]:
+        """On every (re)connect: a fresh parser (channel numbers of the last connection are void) and the
+        subscribe messages."""
+        self._parse = self.spec.parser()
+        return self.spec.subscribe(self._symbols, self._settings)
 
     @property
     def produced(self) -> int:
@@ -103,7 +110,7 @@ class LiveStreamer:
 
     def on_message(self, raw: str | bytes, receipt_time: int) -> None:
         """Parse, validate and produce one websocket message; detect gaps among its accepted trades."""
-        result = self.spec.parse(raw)
+        result = self._parse(raw)
         if not self.spec.sequential_ids or not result.trades:
             self.live.submit(result, raw, receipt_time)
             return

@@ -29,11 +29,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal, NamedTuple
-from urllib.parse import urlsplit
 
 from tqdm import tqdm
 
-from producers.exchanges import binance, exchange_for_host, get_exchange
+from producers.exchanges import binance, exchange_for_url, get_exchange
 from producers.exchanges.common import (
     ParseError,
     epoch_to_us,
@@ -143,6 +142,7 @@ def _lines(path: Path, bar: tqdm) -> Iterator[tuple[int, str]]:
 
 
 def _capture_items(lines: Iterator[tuple[int, str]], spec: ExchangeSpec) -> Iterator[ReplayItem]:
+    parse = spec.parser()  # one capture, one stream: stateful parsers (Bitfinex) keep their channels
     for number, text in lines:
         if not text.strip() or _CAPTURE_OPEN.match(text) or " <- " in text.split(": ", 1)[0]:
             continue  # blank, a connection opening, or a message that was sent (subscription)
@@ -153,7 +153,7 @@ def _capture_items(lines: Iterator[tuple[int, str]], spec: ExchangeSpec) -> Iter
             yield ReplayItem(ParseResult([], [rejection]), text, None)
             continue
         clock_us = round(float(message.group(1)) * 1_000_000)
-        yield ReplayItem(spec.parse(message.group(2)), message.group(2), clock_us)
+        yield ReplayItem(parse(message.group(2)), message.group(2), clock_us)
 
 
 def _row_items(
@@ -257,12 +257,16 @@ def _skip_header(lines: Iterator[tuple[int, str]]) -> Iterator[tuple[int, str]]:
 
 
 def _capture_exchange(path: Path) -> ExchangeSpec | None:
-    """From the first connection line, else the file name (``capture_BINANCE_FUTURES.ws.1.0``)."""
+    """From the first connection line's URL, else the file name (``capture_BINANCE_US.ws.1.0`` ->
+    ``binance_us``)."""
     with path.open("rb") as f:
         for raw in f:
             opened = _CAPTURE_OPEN.match(raw.decode("utf-8", errors="replace").strip())
             if opened:
-                return exchange_for_host(urlsplit(opened.group(1)).hostname or "")
+                spec = exchange_for_url(opened.group(1))
+                if spec is not None:
+                    return spec
+                break
     name = path.name.removeprefix("capture_").split(".", 1)[0].lower()
     try:
         return get_exchange(name)

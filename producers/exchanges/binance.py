@@ -1,4 +1,4 @@
-"""Binance spot and USD-M futures: ``trade`` and ``aggTrade`` streams (raw or combined), the REST
+"""Binance spot, Binance.US and USD-M futures: ``trade`` and ``aggTrade`` streams (raw or combined), the REST
 ``aggTrades`` endpoint, and the public-data ``trades``/``aggTrades`` CSV files.
 
 Messages (https://developers.binance.com/docs/binance-spot-api-docs/web-socket-streams)::
@@ -12,6 +12,10 @@ in ms (µs on spot connections opened with ``timeUnit=MICROSECOND`` and in publi
 ``epoch_to_us`` infers the unit. Trade ids (``t``) and aggregate trade ids (``a``) count up by one per
 symbol; subscribe to one of the two per symbol, since the dedup key is (exchange, symbol, id). Symbols are
 concatenated (``BTCUSDT``) and normalised by their quote asset (``BTC-USDT``).
+
+Binance.US (``stream.binance.us``, REST ``api.binance.us``) speaks the spot protocol unchanged; its ticks
+carry ``exchange="binance_us"``. USD-M futures keep their contract in the symbol so they never mix with
+spot bars: perpetual ``BTCUSDT`` -> ``BTC-USDT-SWAP``, quarterly ``BTCUSDT_230929`` -> ``BTC-USDT-230929``.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from tickflow.settings import Settings
 
 SPOT: Final = "binance"
 FUTURES: Final = "binance_futures"
+US: Final = "binance_us"
 PAGE_LIMIT: Final = 1000
 STREAMS_PER_SUBSCRIBE: Final = 50
 ID_FIELD: Final[Mapping[str, str]] = {"trade": "t", "aggTrade": "a"}
@@ -65,7 +70,7 @@ def trade_from_event(exchange: str, event: Mapping[str, Any], kind: str, raw_sym
     """
     return {
         "exchange": exchange,
-        "symbol": split_pair(raw_symbol),
+        "symbol": normalise_symbol(exchange, raw_symbol),
         "raw_symbol": raw_symbol,
         "price": to_price(field(event, "p")),
         "size": to_size(field(event, "q")),
@@ -100,15 +105,35 @@ def parse_spot(raw: str | bytes) -> ParseResult:
     return _parse(SPOT, raw)
 
 
+@guarded(US)
+def parse_us(raw: str | bytes) -> ParseResult:
+    """One Binance.US websocket message (the spot protocol) -> ``ParseResult``. Never raises."""
+    return _parse(US, raw)
+
+
 @guarded(FUTURES)
 def parse_futures(raw: str | bytes) -> ParseResult:
     """One Binance USD-M futures websocket message -> ``ParseResult``. Never raises."""
     return _parse(FUTURES, raw)
 
 
+def normalise_symbol(exchange: str, raw_symbol: str) -> str:
+    """``BTCUSDT`` -> ``BTC-USDT`` on spot; on futures ``BTCUSDT`` -> ``BTC-USDT-SWAP`` (perpetual) and
+    ``BTCUSDT_230929`` -> ``BTC-USDT-230929`` (delivery)."""
+    if exchange != FUTURES:
+        return split_pair(raw_symbol)
+    pair, _, expiry = raw_symbol.partition("_")
+    return f"{split_pair(pair)}-{expiry.upper() or 'SWAP'}"
+
+
 def to_stream_symbol(symbol: str) -> str:
-    """``BTC-USDT`` -> ``btcusdt`` (stream names are lower case)."""
-    return symbol.replace("-", "").lower()
+    """A normalised symbol as Binance spells it in stream names (lower case): ``BTC-USDT`` -> ``btcusdt``,
+    ``BTC-USDT-SWAP`` -> ``btcusdt``, ``BTC-USDT-230929`` -> ``btcusdt_230929``."""
+    parts = symbol.split("-")
+    pair = "".join(parts[:2])
+    if len(parts) > 2 and parts[2] != "SWAP":
+        pair = f"{pair}_{parts[2]}"
+    return pair.lower()
 
 
 def subscribe(symbols: Sequence[str], settings: Settings) -> list[str]:
@@ -169,7 +194,7 @@ def trade_from_csv_row(exchange: str, kind: CsvKind, raw_symbol: str, row: Seque
         raise ParseError(DlqReason.BAD_SIDE, f"is_buyer_maker {row[maker_col]!r} is not true/false")
     return {
         "exchange": exchange,
-        "symbol": split_pair(raw_symbol),
+        "symbol": normalise_symbol(exchange, raw_symbol),
         "raw_symbol": raw_symbol,
         "price": to_price(row[1]),
         "size": to_size(row[2]),
@@ -189,6 +214,17 @@ SPOT_SPEC: Final = ExchangeSpec(
     rest_url="https://api.binance.com",
     fetch_trades=_fetcher(SPOT, "/api/v3/aggTrades"),
     rest_min_interval_s=0.1,  # aggTrades weighs 2 of 6000 per minute
+)
+US_SPEC: Final = ExchangeSpec(
+    name=US,
+    ws_url="wss://stream.binance.us:9443/stream",
+    parse=parse_us,
+    subscribe=subscribe,
+    hosts=("stream.binance.us",),
+    sequential_ids=True,
+    rest_url="https://api.binance.us",
+    fetch_trades=_fetcher(US, "/api/v3/aggTrades"),
+    rest_min_interval_s=0.1,  # the spot API's weights and limits
 )
 FUTURES_SPEC: Final = ExchangeSpec(
     name=FUTURES,

@@ -8,6 +8,10 @@ from pathlib import Path
 COINBASE = "capture_COINBASE.ws.28.0"
 BINANCE_FUTURES = "capture_BINANCE_FUTURES.ws.1.0"
 BITSTAMP = "capture_BITSTAMP.ws.1.0"
+KRAKEN = "capture_KRAKEN.ws.48.0"
+OKX = "capture_OKX.ws.1.0"
+BYBIT = "capture_BYBIT.ws.26.0"
+BITFINEX = "capture_BITFINEX.ws.11.0"
 COINBASE_HOUR = "coinbase_btcusd_trades_2023-09-05T16.csv"
 
 

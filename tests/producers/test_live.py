@@ -16,8 +16,17 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from producers.live import LiveStreamer
-from tests.producers.captures import BINANCE_FUTURES, COINBASE, received_messages
+from producers.exchanges import get_exchange
+from producers.live import LiveReport, LiveStreamer
+from tests.producers.captures import (
+    BINANCE_FUTURES,
+    BITFINEX,
+    BYBIT,
+    COINBASE,
+    KRAKEN,
+    OKX,
+    received_messages,
+)
 from tests.producers.kafka_util import consume_all
 from tickflow.settings import Settings
 
@@ -124,6 +133,24 @@ def binance_rest(messages: list[str]) -> Callable[[str, dict[str, str]], object]
     return answer
 
 
+def okx_rest(messages: list[str]) -> Callable[[str, dict[str, str]], object]:
+    """``GET /api/v5/market/history-trades?instId=I&type=1&after=N`` from the capture: trades with id < N,
+    newest first, in OKX's ``{"code": "0", "data": [...]}`` envelope."""
+    trades: dict[str, list[dict]] = {}
+    for m in map(json.loads, messages):
+        if m.get("arg", {}).get("channel") == "trades" and "data" in m:
+            for t in m["data"]:
+                trades.setdefault(t["instId"], []).append(t)
+
+    def answer(path: str, query: dict[str, str]) -> object:
+        assert path == "/api/v5/market/history-trades" and query["type"] == "1"
+        older = [t for t in trades.get(query["instId"], []) if int(t["tradeId"]) < int(query["after"])]
+        older.sort(key=lambda t: -int(t["tradeId"]))
+        return {"code": "0", "msg": "", "data": older[: min(int(query["limit"]), REST_PAGE_CAP)]}
+
+    return answer
+
+
 @dataclass(frozen=True)
 class Case:
     capture: str
@@ -140,12 +167,21 @@ def _coinbase_trade(raw: str) -> tuple[str, int] | None:
 
 def _binance_trade(raw: str) -> tuple[str, int] | None:
     m = json.loads(raw)["data"]
-    return (m["s"].replace("USDT", "-USDT"), m["a"]) if m["e"] == "aggTrade" else None
+    return (m["s"].replace("USDT", "-USDT-SWAP"), m["a"]) if m["e"] == "aggTrade" else None
+
+
+def _okx_trade(raw: str) -> tuple[str, int] | None:
+    m = json.loads(raw)
+    if m.get("arg", {}).get("channel") != "trades" or "data" not in m:
+        return None
+    (trade,) = m["data"]
+    return trade["instId"], int(trade["tradeId"])
 
 
 CASES = {
     "coinbase": Case(COINBASE, "coinbase", coinbase_rest, _coinbase_trade, '"type":"subscribe"'),
     "binance_futures": Case(BINANCE_FUTURES, "binance_futures", binance_rest, _binance_trade, '"SUBSCRIBE"'),
+    "okx": Case(OKX, "okx", okx_rest, _okx_trade, '"op":"subscribe"'),
 }
 
 
@@ -236,3 +272,48 @@ def test_live_reconnects_dedups_and_backfills(
     assert report.gaps >= 1
     assert all(r.key == r.value["symbol"] for r in records)
     assert streamer.produced == len(expected)
+
+
+@pytest.mark.parametrize(
+    ("capture", "exchange", "trades"),
+    [(KRAKEN, "kraken", 10), (BYBIT, "bybit_inverse", 150), (BITFINEX, "bitfinex", 210)],
+)
+def test_live_drop_and_resend_without_sequential_ids(
+    capture: str, exchange: str, trades: int, shared_data: Path, fresh_topics: Settings
+) -> None:
+    """Venues whose ids are not sequential: the server drops the connection mid-stream, then replays the
+    capture from its start (as a venue re-sends its snapshot on resubscribing; Bitfinex also numbers its
+    channels anew). Every trade lands once; the re-sent ones are counted as duplicates."""
+    messages = received_messages(shared_data / capture)
+    parse = get_exchange(exchange).parser()
+    carrying = [i for i, raw in enumerate(messages) if parse(raw).trades]
+    cut = carrying[len(carrying) // 2]  # the connection drops after this message
+    first_part = sum(len(parse(raw).trades) for raw in messages[: cut + 1])
+    script = Script([([slice(0, cut + 1)], "drop"), ([slice(0, None)], "silent")])
+    settings = fresh_topics.model_copy(
+        update={"max_clock_skew_s": 1e10, "ws_idle_timeout_s": 5.0, "ws_reconnect_max_delay_s": 0.2}
+    )
+
+    async def run() -> LiveReport:
+        server, port = await _serve_script(messages, script)
+        streamer = LiveStreamer(settings, exchange, ["BTC-USD"], ws_url=f"ws://127.0.0.1:{port}")
+        stop = asyncio.Event()
+        task = asyncio.create_task(streamer.run(stop))
+        await asyncio.wait_for(script.done.wait(), timeout=30)
+        for _ in range(100):
+            if streamer.produced >= trades:
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        report = await asyncio.wait_for(task, timeout=30)
+        server.close()
+        return report
+
+    report = asyncio.run(run())
+    records = consume_all(settings, settings.topic_ticks, trades)
+    keys = [(r.value["symbol"], r.value["trade_id"]) for r in records]
+    assert len(keys) == len(set(keys)) == trades
+    assert {r.value["exchange"] for r in records} == {exchange}
+    assert report.connections == 2 and len(script.subscribes) == 2
+    assert report.live.duplicates == first_part > 0
+    assert report.live.dead_lettered == 0

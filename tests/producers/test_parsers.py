@@ -69,14 +69,14 @@ def test_binance_futures_capture(shared_data: Path) -> None:
     assert rejects == []
     assert ignored == {"depthUpdate": 764, "bookTicker": 613, "kline": 67}
     assert Counter(t["symbol"] for t in trades) == {
-        "SUSHI-USDT": 40, "CTK-USDT": 38, "AKRO-USDT": 8, "KEEP-USDT": 5
+        "SUSHI-USDT-SWAP": 40, "CTK-USDT-SWAP": 38, "AKRO-USDT-SWAP": 8, "KEEP-USDT-SWAP": 5
     }  # fmt: skip
     # line 1511: {"e":"aggTrade","E":1626992770521,"a":16599329,"s":"CTKUSDT","p":"1.01200","q":"10",
     #             "f":23961397,"l":23961397,"T":1626992770366,"m":false}
     trade = next(t for t in trades if t["trade_id"] == "16599329")
     assert trade == {
         "exchange": "binance_futures",
-        "symbol": "CTK-USDT",
+        "symbol": "CTK-USDT-SWAP",  # a perpetual: never mixed with spot CTK-USDT
         "raw_symbol": "CTKUSDT",
         "price": 1.012,
         "size": 10.0,

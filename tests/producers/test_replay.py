@@ -13,9 +13,13 @@ from producers.dlq import DeadLetter
 from producers.replay import CsvColumns, detect_format, replay_file
 from tests.producers.captures import (
     BINANCE_FUTURES,
+    BITFINEX,
     BITSTAMP,
+    BYBIT,
     COINBASE,
     COINBASE_HOUR,
+    KRAKEN,
+    OKX,
     binance_agg_trades,
 )
 from tests.producers.kafka_util import consume_all
@@ -68,19 +72,47 @@ def test_replaying_twice_gives_the_same_ids(shared_data: Path, fresh_topics: Set
 
 
 @pytest.mark.parametrize(
-    ("capture", "exchange", "trades"),
-    [(COINBASE, "coinbase", 107), (BINANCE_FUTURES, "binance_futures", 91), (BITSTAMP, "bitstamp", 10)],
+    ("capture", "exchange", "trades", "trade_messages"),
+    [
+        (COINBASE, "coinbase", 107, 107),
+        (BINANCE_FUTURES, "binance_futures", 91, 91),
+        (BITSTAMP, "bitstamp", 10, 10),
+        (KRAKEN, "kraken", 10, 8),
+        (OKX, "okx", 74, 74),
+        (BYBIT, "bybit_inverse", 150, 76),
+        (BITFINEX, "bitfinex", 210, 7),
+    ],
 )
 def test_capture_replay(
-    capture: str, exchange: str, trades: int, shared_data: Path, fresh_topics: Settings
+    capture: str, exchange: str, trades: int, trade_messages: int, shared_data: Path, fresh_topics: Settings
 ) -> None:
+    """``--format auto`` recognises every capture by its connection line and replays every trade."""
     assert detect_format(shared_data / capture) == "capture"
     stats = replay_file(fresh_topics, shared_data / capture)
     assert (stats.produced, stats.dead_lettered, stats.delivered) == (trades, 0, trades)
-    assert stats.ignored == stats.messages - trades
+    assert stats.ignored == stats.messages - trade_messages
     records = consume_all(fresh_topics, fresh_topics.topic_ticks, trades)
     assert len(records) == trades
     assert {Tick.from_wire(r.raw).exchange for r in records} == {exchange}
+
+
+def test_binance_us_capture(shared_data: Path, fresh_topics: Settings, tmp_path: Path) -> None:
+    """A Binance.US capture: the Binance protocol recorded on ``stream.binance.us`` (here the real futures
+    capture with the Binance.US connection line), recognised by ``auto`` and parsed by Binance's parser."""
+    lines = (shared_data / BINANCE_FUTURES).read_text().splitlines()
+    opened = lines[0].split(" <-> ")[1]
+    capture = tmp_path / "capture_BINANCE_US.ws.1.0"
+    capture.write_text("\n".join([f"wss://stream.binance.us:9443/stream <-> {opened}", *lines[1:]]) + "\n")
+    stats = replay_file(fresh_topics, capture)
+    assert (stats.produced, stats.dead_lettered) == (91, 0)
+    ticks = [Tick.from_wire(r.raw) for r in consume_all(fresh_topics, fresh_topics.topic_ticks, 91)]
+    assert {t.exchange for t in ticks} == {"binance_us"}
+    assert Counter(t.symbol for t in ticks) == {
+        "SUSHI-USDT": 40,
+        "CTK-USDT": 38,
+        "AKRO-USDT": 8,
+        "KEEP-USDT": 5,
+    }
 
 
 def test_binance_public_data_ms_and_us(shared_data: Path, fresh_topics: Settings, tmp_path: Path) -> None:
@@ -105,8 +137,8 @@ def test_binance_public_data_ms_and_us(shared_data: Path, fresh_topics: Settings
             (tick.symbol, tick.exchange, tick.price, tick.size, tick.side.value, tick.event_time)
         )
     assert versions == {  # both files give the very same ticks
-        e["a"]: {("SUSHI-USDT", "binance_futures", float(e["p"]), float(e["q"]), "sell" if e["m"] else "buy",
-                  e["T"] * 1000)}
+        e["a"]: {("SUSHI-USDT-SWAP", "binance_futures", float(e["p"]), float(e["q"]),
+                  "sell" if e["m"] else "buy", e["T"] * 1000)}
         for e in events
     }  # fmt: skip
 

@@ -90,8 +90,9 @@ def test_symbol_universe() -> None:
     lenient = TickValidator(SETTINGS)
     assert lenient.check(trade(symbol="SKL-BTC"), NOW, live=True) is None
     assert lenient.check(trade(symbol="AAPL", trade_id="2"), NOW, live=True) is None
+    assert lenient.check(trade(symbol="BTC-USD-SWAP", trade_id="3"), NOW, live=True) is None  # a contract
     assert (
-        lenient.check(trade(symbol="TOO-MANY-DASHES", trade_id="3"), NOW, live=True)
+        lenient.check(trade(symbol="FAR-TOO-MANY-DASHES", trade_id="4"), NOW, live=True)
         is DlqReason.UNKNOWN_SYMBOL
     )
 
