@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from streaming_jobs.anomalies.model import Anomaly
 from tickflow.schemas import INDICATOR_FIELDS, OHLCVBar
 
-ReadSource = Literal["redis", "postgres"]
+ReadSource = Literal["memory", "redis", "postgres"]
+"""Where a latest value was read: this process's memory (its feeds), Redis, or PostgreSQL."""
 
 
 class ErrorResponse(BaseModel):

@@ -14,6 +14,7 @@ from confluent_kafka.admin import AdminClient
 from redis.asyncio import Redis
 
 from api.db import Database
+from api.latest import LatestValues
 from api.metrics import ApiMetrics
 from api.store import MarketStore
 from api.symbols import SymbolCatalog
@@ -60,13 +61,18 @@ async def open_resources(settings: Settings, metrics: ApiMetrics) -> AsyncIterat
         socket_keepalive=True,
         health_check_interval=30,
     )
-    store = MarketStore(db, redis, settings.intervals)
+    latest = LatestValues()
+    store = MarketStore(db, redis, settings.intervals, latest)
     hub = Hub(metrics, settings.api_ws_max_subscriptions)
     loop = asyncio.get_running_loop()
 
+    def on_ticks(batch: TickBatch) -> None:
+        latest.offer_ticks(batch)
+        hub.publish_ticks(batch)
+
     def deliver(batch: TickBatch) -> None:
         with contextlib.suppress(RuntimeError):  # the loop closed during shutdown
-            loop.call_soon_threadsafe(hub.publish_ticks, batch)
+            loop.call_soon_threadsafe(on_ticks, batch)
 
     resources = Resources(
         settings=settings,
@@ -77,7 +83,7 @@ async def open_resources(settings: Settings, metrics: ApiMetrics) -> AsyncIterat
         catalog=SymbolCatalog(settings, store),
         hub=hub,
         tick_feed=TickFeed(settings, deliver, metrics),
-        pubsub_feed=PubSubFeed(pubsub_redis, hub, metrics),
+        pubsub_feed=PubSubFeed(pubsub_redis, hub, latest, metrics),
         kafka_admin=AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers}),
     )
     tasks = [

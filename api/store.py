@@ -1,5 +1,6 @@
-"""The REST API's reads: Redis first for the latest values, PostgreSQL for history and as the fallback.
+"""The REST API's reads: memory, then Redis for the latest values; PostgreSQL for history and as the fallback.
 
+Latest values this process saw on its feeds are in ``api.latest.LatestValues`` (no network round trip).
 Redis keys are those of ``tickflow.keys`` written by the streaming jobs; a missing, unparsable or
 unreachable Redis value falls back to PostgreSQL. After a Redis error the store skips Redis for
 ``REDIS_RETRY_S`` so an outage costs one timeout, not one per request.
@@ -18,6 +19,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from api.db import Database
+from api.latest import LatestValues
 from api.models import LatestPrice
 from api.pagination import Row, Window, merge_cached, next_cursor, to_utc
 from api.queries import DISTINCT_BAR_SYMBOLS, HAS_DATA, LATEST_BAR_CLOSE, LATEST_TICK, TableSpec, page_query
@@ -41,13 +43,16 @@ class _CachedPrice(BaseModel):
 class MarketStore:
     """Reads of prices, ticks, bars, indicators, anomalies and predictions."""
 
-    def __init__(self, db: Database, redis: Redis, bar_intervals: Sequence[str]) -> None:
+    def __init__(
+        self, db: Database, redis: Redis, bar_intervals: Sequence[str], latest: LatestValues
+    ) -> None:
         self._db = db
         self._redis = redis
+        self.latest = latest
         self._finest_interval = bar_intervals[0]
         self._redis_down_until = 0.0
 
-    async def _redis_values(self, *keys: str) -> list[bytes | None]:
+    async def redis_values(self, *keys: str) -> list[bytes | None]:
         """``MGET keys``; all None while Redis is marked down."""
         if time.monotonic() < self._redis_down_until:
             return [None] * len(keys)
@@ -61,9 +66,25 @@ class MarketStore:
             return [None] * len(keys)
 
     async def latest_price(self, symbol: str) -> LatestPrice | None:
-        """Latest price: ``latest_price:{symbol}``, else the close of the cached finest bar, else the latest
-        stored tick, else the latest stored bar's close; None when there is none."""
-        raw_price, raw_bar = await self._redis_values(
+        """Latest price: from memory (``source="memory"``), else ``latest_price:{symbol}``, else the close of
+        the cached finest bar, else the latest stored tick, else the latest stored bar's close; None when
+        there is none."""
+        body = self.latest.price_json(symbol)
+        if body is not None:
+            return LatestPrice.model_validate_json(body)
+        price = await self.cached_price(symbol)
+        if price is not None:
+            return price
+        params = {"symbol": symbol, "interval": self._finest_interval}
+        for query in (LATEST_TICK, LATEST_BAR_CLOSE):
+            rows = await self._db.fetch(query, params)
+            if rows:
+                return LatestPrice(symbol=symbol, source="postgres", **rows[0])
+        return None
+
+    async def cached_price(self, symbol: str) -> LatestPrice | None:
+        """Latest price from Redis: ``latest_price:{symbol}``, else the close of the cached finest bar."""
+        raw_price, raw_bar = await self.redis_values(
             latest_price_key(symbol), bar_key(symbol, self._finest_interval)
         )
         cached = _parse(_CachedPrice, raw_price, latest_price_key(symbol))
@@ -74,11 +95,6 @@ class MarketStore:
             return LatestPrice(
                 symbol=symbol, price=bar.close, time=to_utc(bar.last_trade_time), source="redis"
             )
-        params = {"symbol": symbol, "interval": self._finest_interval}
-        for query in (LATEST_TICK, LATEST_BAR_CLOSE):
-            rows = await self._db.fetch(query, params)
-            if rows:
-                return LatestPrice(symbol=symbol, source="postgres", **rows[0])
         return None
 
     async def page(
@@ -87,10 +103,12 @@ class MarketStore:
         filters: dict[str, Any],
         window: Window,
         cached: tuple[type[BaseModel], str] | None = None,
+        in_memory: bytes | None = None,
     ) -> tuple[list[Row], str | None]:
         """One page of ``spec.table`` and the cursor of the next page (None on the last page).
 
-        ``cached`` names the model and Redis key of the latest row, merged over the stored rows.
+        ``cached`` names the model and Redis key of the latest row, merged over the stored rows; the JSON
+        ``in_memory`` (the row as this process last saw it on pub/sub) is used instead of Redis when given.
 
         Raises:
             InvalidCursorError: the window's cursor does not fit this table.
@@ -102,7 +120,7 @@ class MarketStore:
         rows = rows[: window.limit]
         if cached is not None:
             model, key = cached
-            (raw,) = await self._redis_values(key)
+            (raw,) = (in_memory,) if in_memory is not None else await self.redis_values(key)
             latest = _parse(model, raw, key)
             if latest is not None:
                 rows, has_more = merge_cached(rows, has_more, _utc_row(latest), spec.key_columns, window)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException
+from fastapi.responses import Response
 from pydantic import BaseModel
 
 from api.deps import (
@@ -34,6 +35,7 @@ from api.models import (
 from api.pagination import Window
 from api.queries import ANOMALIES, BARS, INDICATORS, PREDICTIONS, TICKS, TableSpec
 from api.resources import Resources
+from api.responses import JSONBytes
 from tickflow.keys import bar_key, indicators_key, prediction_key
 from tickflow.schemas import OHLCVBar
 
@@ -60,8 +62,12 @@ async def symbols(resources: ResourcesDep) -> SymbolList:
 
 
 @router.get("/latest/{symbol}", response_model=LatestPrice, responses=NOT_FOUND)
-async def latest(symbol: Symbol, resources: ResourcesDep) -> LatestPrice:
-    """Latest traded price: Redis `latest_price:{symbol}` (or its latest 1m bar), else PostgreSQL."""
+async def latest(symbol: Symbol, resources: ResourcesDep) -> LatestPrice | Response:
+    """Latest traded price: from the API's memory (its tick and bar feeds; `source: memory`), else Redis
+    `latest_price:{symbol}` (or its latest 1m bar), else PostgreSQL."""
+    body = resources.store.latest.price_json(symbol)
+    if body is not None:
+        return JSONBytes(body)
     price = await resources.store.latest_price(symbol)
     if price is None:
         raise HTTPException(404, f"no price for {symbol} yet")
@@ -85,8 +91,9 @@ async def aggregated(
     window: Annotated[Window, Depends(oldest_first)],
 ) -> BarPage:
     """OHLCV/VWAP bars with `start <= window_start < end`; the latest bar (and its latest revision) comes
-    from Redis `aggregated:{symbol}:{interval}`, the rest from PostgreSQL `ohlcv`."""
-    return await _series_page(BarPage, BARS, OHLCVBar, bar_key, symbol, interval, resources, window)
+    from the API's memory (its pub/sub feed) or Redis `aggregated:{symbol}:{interval}`, the rest from
+    PostgreSQL `ohlcv`."""
+    return await _series_page(BarPage, BARS, OHLCVBar, bar_key, symbol, interval, resources, window, "bar")
 
 
 @router.get("/indicators/{symbol}", response_model=IndicatorPage, responses=NOT_FOUND)
@@ -96,9 +103,18 @@ async def indicators(
     resources: ResourcesDep,
     window: Annotated[Window, Depends(oldest_first)],
 ) -> IndicatorPage:
-    """SMA, EMA, RSI, MACD and Bollinger values per bar; the latest from Redis, the rest from PostgreSQL."""
+    """SMA, EMA, RSI, MACD and Bollinger values per bar; the latest from memory or Redis, the rest from
+    PostgreSQL."""
     return await _series_page(
-        IndicatorPage, INDICATORS, IndicatorRow, indicators_key, symbol, interval, resources, window
+        IndicatorPage,
+        INDICATORS,
+        IndicatorRow,
+        indicators_key,
+        symbol,
+        interval,
+        resources,
+        window,
+        "indicators",
     )
 
 
@@ -136,10 +152,18 @@ async def _series_page(
     interval: str,
     resources: Resources,
     window: Window,
+    memory_kind: str | None = None,
 ) -> SeriesPage:
-    """One page of the rows of ``symbol``/``interval`` in ``spec``'s table, the newest row merged from the
-    Redis key ``latest_key(symbol, interval)`` (an ``item``)."""
-    rows, cursor = await resources.store.page(
-        spec, {"symbol": symbol, "interval": interval}, window, (item, latest_key(symbol, interval))
+    """One page of the rows of ``symbol``/``interval`` in ``spec``'s table, the newest row merged from
+    memory (``memory_kind`` of ``api.latest``, when this process saw one) or the Redis key
+    ``latest_key(symbol, interval)`` (an ``item``)."""
+    store = resources.store
+    in_memory = None if memory_kind is None else store.latest.current(memory_kind, symbol, interval)
+    rows, cursor = await store.page(
+        spec,
+        {"symbol": symbol, "interval": interval},
+        window,
+        (item, latest_key(symbol, interval)),
+        in_memory,
     )
     return page.model_validate({"symbol": symbol, "interval": interval, "items": rows, "next_cursor": cursor})

@@ -6,6 +6,7 @@ from fastapi import APIRouter, WebSocket
 
 from api.deps import get_resources
 from api.ws.session import serve
+from api.ws.snapshot import Snapshots
 
 router = APIRouter()
 
@@ -14,4 +15,11 @@ router = APIRouter()
 async def websocket(websocket: WebSocket) -> None:
     """Live trades, bars, indicators and anomalies; see ``api.ws.protocol`` for the messages."""
     resources = await get_resources(websocket)
-    await serve(websocket, resources.settings, resources.hub, resources.catalog, resources.metrics)
+    await serve(
+        websocket,
+        resources.settings,
+        resources.hub,
+        resources.catalog,
+        resources.metrics,
+        Snapshots(resources.store),
+    )

@@ -1,8 +1,8 @@
 """Fan-out of one API process: subscriptions by (channel, symbol) and delivery into client queues.
 
-Everything here runs on the event loop and never awaits: a message is serialised once and appended to
-each subscriber's queue (``WsClient.offer``), so publishing costs O(subscribers) appends however slow the
-clients are.
+Everything here runs on the event loop and never awaits: a message is serialised once and handed to each
+subscriber (``WsClient.deliver``: queued, or held by the subscription's throttle), so publishing costs
+O(subscribers) appends however slow the clients are.
 """
 
 from __future__ import annotations
@@ -11,10 +11,8 @@ import asyncio
 from collections.abc import Iterable
 
 from api.metrics import ApiMetrics
-from api.ws.client import Topic, WsClient
+from api.ws.client import TRADES, Subscription, Topic, WsClient
 from api.ws.protocol import ErrorCode, ProtocolError, data_frame, frame, now_iso
-
-TRADES = "trades"
 
 
 class Hub:
@@ -35,13 +33,17 @@ class Hub:
         self.clients.discard(client)
         self._metrics.ws_clients.set(len(self.clients))
 
-    def subscribe(self, client: WsClient, topics: Iterable[Topic]) -> None:
-        """Add ``topics`` to the client's subscriptions, all or nothing.
+    def subscribe(
+        self, client: WsClient, topics: Iterable[Topic], options: Subscription = Subscription()
+    ) -> set[Topic]:
+        """Add ``topics`` to the client's subscriptions with ``options`` (replacing the options of those it
+        holds), all or nothing; returns the topics that are new.
 
         Raises:
             ProtocolError: TOO_MANY_SUBSCRIPTIONS when the client would hold more than the cap.
         """
-        new = set(topics) - client.subscriptions
+        topics = set(topics)
+        new = topics - client.subscriptions.keys()
         total = len(client.subscriptions) + len(new)
         if total > self._max_subscriptions:
             raise ProtocolError(
@@ -49,9 +51,10 @@ class Hub:
                 f"{total} subscriptions requested; at most {self._max_subscriptions} (symbol, channel) pairs "
                 f"per connection (now {len(client.subscriptions)})",
             )
-        for topic in new:
+        for topic in topics:
             self._subscribers.setdefault(topic, set()).add(client)
-        client.subscriptions |= new
+            client.subscribe(topic, options)
+        return new
 
     def unsubscribe(self, client: WsClient, topics: Iterable[Topic]) -> None:
         """Remove ``topics`` from the client's subscriptions (unknown ones are ignored)."""
@@ -61,14 +64,15 @@ class Hub:
                 subscribers.discard(client)
                 if not subscribers:
                     del self._subscribers[topic]
-            client.subscriptions.discard(topic)
+            client.unsubscribe(topic)
 
-    def publish(self, topic: Topic, message: str, kind: str) -> int:
-        """Queue ``message`` to every subscriber of ``topic``; returns how many accepted it."""
+    def publish(self, topic: Topic, message: str, kind: str, ticks: list[bytes] | None = None) -> int:
+        """Hand ``message`` to every subscriber of ``topic`` (``ticks``: the trades it carries, for
+        throttled subscribers); returns how many accepted it."""
         subscribers = self._subscribers.get(topic)
         if not subscribers:
             return 0
-        accepted = sum(client.offer(message) for client in tuple(subscribers))
+        accepted = sum(client.deliver(topic, message, ticks) for client in tuple(subscribers))
         self._metrics.ws_enqueued.labels(kind).inc(accepted)
         return accepted
 
@@ -77,7 +81,7 @@ class Hub:
         for symbol, ticks in ticks_by_symbol.items():
             if (TRADES, symbol) in self._subscribers:
                 batch = b"[" + b",".join(ticks) + b"]"
-                self.publish((TRADES, symbol), data_frame("trades", symbol, batch), "trades")
+                self.publish((TRADES, symbol), data_frame("trades", symbol, batch), "trades", ticks)
 
     def broadcast(self, message: str, kind: str) -> None:
         """Queue ``message`` to every connected client."""

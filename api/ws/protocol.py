@@ -2,7 +2,8 @@
 
 Client -> server (JSON text frames; ``id`` is optional and echoed in the reply)::
 
-    {"type": "subscribe", "symbols": ["BTC-USD"], "channels": ["trades", "bars:1m"], "id": 1}
+    {"type": "subscribe", "symbols": ["BTC-USD"], "channels": ["trades", "bars:1m"], "id": 1,
+     "throttle_ms": 100, "priority": "normal"}
     {"type": "unsubscribe", "symbols": ["BTC-USD"], "channels": ["trades"]}
     {"type": "ping", "id": "x"}
 
@@ -12,8 +13,9 @@ Server -> client::
     {"type": "subscribed" | "unsubscribed", "id": 1, "subscriptions": {"BTC-USD": ["bars:1m", "trades"]}}
     {"type": "pong", "id": "x", "time": "<ISO UTC>"}
     {"type": "heartbeat", "time": "<ISO UTC>"}
+    {"type": "price", "symbol": "BTC-USD", "snapshot": true, "data": <LatestPrice JSON, as GET /latest>}
     {"type": "trades", "symbol": "BTC-USD", "data": [<tick wire JSON, see tickflow.schemas>, ...]}
-    {"type": "bar", "symbol": "BTC-USD", "interval": "1m", "data": <OHLCVBar JSON; every revision>}
+    {"type": "bar", "symbol": "BTC-USD", "interval": "1m", "data": <OHLCVBar JSON; revisions that changed>}
     {"type": "indicators", "symbol": "BTC-USD", "interval": "1m", "data": <indicator row JSON>}
     {"type": "anomaly", "symbol": "BTC-USD", "data": <anomaly JSON>}
     {"type": "error", "code": "BAD_JSON", "message": "...", "id": 1}
@@ -23,6 +25,24 @@ Server -> client::
 Channels: ``trades``, ``bars:{interval}``, ``indicators:{interval}`` (intervals of ``Settings.intervals``)
 and ``anomalies``. A subscription is one (symbol, channel) pair; a subscribe request adds the product of its
 symbols and channels, all or nothing.
+
+Snapshot first: right after the ``subscribed`` reply, each new subscription gets the current state, marked
+``"snapshot": true``, before any live update: ``trades`` the latest price (a ``price`` frame), ``bars:{i}``
+the newest revision of the current bar, ``indicators:{i}`` the latest indicator row. They come from the
+process's memory (``api.latest``), else Redis; a channel with no known state (and ``anomalies``, which are
+events) gets none.
+
+Only changes are pushed: a bar or indicator revision identical to the last one of its window (apart from
+``updated_at``) is not sent again, e.g. when a batch job re-runs.
+
+Options of a subscribe request (they apply to each of its pairs; subscribing a pair again replaces them):
+
+- ``throttle_ms`` (0..60000, default 0 = every update): conflation. At most one message per
+  ``throttle_ms`` per subscription; a message held back is replaced by a newer one (``bar``,
+  ``indicators``: the latest state wins) or merged with it (``trades``: one batch of every trade since the
+  last message, in order). The snapshot counts as the first message. Anomalies are events and never held.
+- ``priority`` (``"normal"`` or ``"high"``): ``high`` subscriptions are never throttled (``throttle_ms`` is
+  ignored), are sent ahead of normal ones and are the last dropped for a slow consumer (``api.ws.client``).
 """
 
 from __future__ import annotations
@@ -36,6 +56,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 MAX_LIST = 100
+MAX_THROTTLE_MS = 60_000
 
 
 class ErrorCode(StrEnum):
@@ -64,8 +85,17 @@ class _Selection(_Request):
     channels: list[Name] = Field(min_length=1, max_length=MAX_LIST)
 
 
+class Priority(StrEnum):
+    """``priority`` of a subscription."""
+
+    NORMAL = "normal"
+    HIGH = "high"
+
+
 class Subscribe(_Selection):
     type: Literal["subscribe"]
+    throttle_ms: int = Field(0, ge=0, le=MAX_THROTTLE_MS, description="Most one message per this many ms.")
+    priority: Priority = Priority.NORMAL
 
 
 class Unsubscribe(_Selection):
@@ -139,11 +169,13 @@ def error_frame(error: ProtocolError) -> str:
     return frame({"type": "error", "code": error.code, "message": error.message, "id": error.request_id})
 
 
-def data_frame(kind: str, symbol: str, data: bytes, interval: str | None = None) -> str:
+def data_frame(
+    kind: str, symbol: str, data: bytes, interval: str | None = None, snapshot: bool = False
+) -> str:
     """A push frame around ``data``, already-serialised JSON (spliced in, not re-encoded)."""
-    head = (
-        {"type": kind, "symbol": symbol}
-        if interval is None
-        else {"type": kind, "symbol": symbol, "interval": interval}
-    )
+    head: dict[str, Any] = {"type": kind, "symbol": symbol}
+    if interval is not None:
+        head["interval"] = interval
+    if snapshot:
+        head["snapshot"] = True
     return f'{orjson.dumps(head)[:-1].decode()},"data":{data.decode()}}}'

@@ -4,6 +4,10 @@ The streaming jobs publish every bar revision on ``bars:{symbol}``, indicator up
 ``indicators:{symbol}`` and anomalies on ``anomalies`` (``tickflow.keys``). Every API process subscribes
 to all of them, so any number of processes behind one Redis deliver the same pushes. The feed reconnects
 with exponential back-off when Redis goes away.
+
+Every bar and indicator revision first goes to the process's ``api.latest.LatestValues`` (the REST latest
+values and the WebSocket snapshots); a revision it reports unchanged (the same content as the last one
+seen of its window, e.g. a batch re-run) is not pushed at all.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from api.latest import LatestValues
 from api.metrics import ApiMetrics
 from api.ws.hub import Hub
 from api.ws.protocol import data_frame
@@ -33,9 +38,10 @@ _CONFIRMATIONS = 3  # two pattern subscriptions and one channel subscription
 class PubSubFeed:
     """Subscribes to the pipeline's pub/sub channels and publishes into the hub."""
 
-    def __init__(self, redis: Redis, hub: Hub, metrics: ApiMetrics) -> None:
+    def __init__(self, redis: Redis, hub: Hub, latest: LatestValues, metrics: ApiMetrics) -> None:
         self._redis = redis
         self._hub = hub
+        self._latest = latest
         self._metrics = metrics
         self.connected = asyncio.Event()
         self.first_attempt_done = asyncio.Event()  # subscribed, or the first connection attempt failed
@@ -96,6 +102,9 @@ class PubSubFeed:
         if symbol is None or (label != "anomaly" and interval is None):
             self._metrics.pubsub_messages.labels("invalid").inc()
             log.warning("ignoring pub/sub message without symbol/interval", channel=channel)
+            return
+        if interval is not None and not self._latest.offer(label, symbol, interval, payload, data):
+            self._metrics.pubsub_messages.labels("unchanged").inc()
             return
         self._metrics.pubsub_messages.labels(label).inc()
         self._hub.publish(topic, data_frame(label, symbol, data, interval), label)

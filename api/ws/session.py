@@ -10,11 +10,12 @@ from starlette.websockets import WebSocket
 from api.auth import API_KEY_HEADER, API_KEY_QUERY, key_is_valid
 from api.metrics import ApiMetrics
 from api.symbols import SymbolCatalog
-from api.ws.client import Topic, WsClient
+from api.ws.client import Subscription, Topic, WsClient
 from api.ws.hub import Hub
 from api.ws.protocol import (
     ErrorCode,
     Ping,
+    Priority,
     ProtocolError,
     Subscribe,
     Unsubscribe,
@@ -24,6 +25,7 @@ from api.ws.protocol import (
     now_iso,
     parse_request,
 )
+from api.ws.snapshot import Snapshots
 from tickflow.settings import Settings
 
 AUTH_CLOSE = 1008
@@ -39,9 +41,11 @@ class Session:
         catalog: SymbolCatalog,
         channels: tuple[str, ...],
         metrics: ApiMetrics,
+        snapshots: Snapshots,
     ) -> None:
         self._client = client
         self._hub = hub
+        self._snapshots = snapshots
         self._catalog = catalog
         self._channels = channels
         self._metrics = metrics
@@ -57,17 +61,28 @@ class Session:
                 return
             topics = await self._topics(request)
             if isinstance(request, Subscribe):
-                self._hub.subscribe(self._client, topics)
-                kind = "subscribed"
-            else:
-                self._hub.unsubscribe(self._client, topics)
-                kind = "unsubscribed"
-            self._client.reply(frame({"type": kind, "id": request_id, "subscriptions": self._summary()}))
+                await self._subscribe(request, topics)
+                return
+            self._hub.unsubscribe(self._client, topics)
+            self._client.reply(
+                frame({"type": "unsubscribed", "id": request_id, "subscriptions": self._summary()})
+            )
         except ProtocolError as error:
             if error.request_id is None:
                 error.request_id = request_id
             self._metrics.ws_client_errors.labels(error.code).inc()
             self._client.reply(error_frame(error))
+
+    async def _subscribe(self, request: Subscribe, topics: set[Topic]) -> None:
+        """Subscribe, reply, then queue the snapshots of the new subscriptions. Redis fallbacks are read
+        first: from the memory read on there is no await, so no live update can overtake a snapshot."""
+        fallback = await self._snapshots.fallback(topics - self._client.subscriptions.keys())
+        high = request.priority is Priority.HIGH
+        options = Subscription(throttle_s=0.0 if high else request.throttle_ms / 1000, high=high)
+        new = self._hub.subscribe(self._client, topics, options)
+        self._client.reply(frame({"type": "subscribed", "id": request.id, "subscriptions": self._summary()}))
+        for snapshot in self._snapshots.frames(new, fallback):
+            self._client.reply(snapshot, snapshot=True)
 
     async def _topics(self, request: Subscribe | Unsubscribe) -> set[Topic]:
         unknown_channels = sorted(set(request.channels) - set(self._channels))
@@ -91,7 +106,7 @@ class Session:
 
     def _summary(self) -> dict[str, list[str]]:
         by_symbol: dict[str, list[str]] = {}
-        for channel, symbol in sorted(self._client.subscriptions):
+        for channel, symbol in sorted(self._client.subscriptions.keys()):
             by_symbol.setdefault(symbol, []).append(channel)
         return dict(sorted(by_symbol.items()))
 
@@ -105,7 +120,12 @@ def authorised(websocket: WebSocket, settings: Settings) -> bool:
 
 
 async def serve(
-    websocket: WebSocket, settings: Settings, hub: Hub, catalog: SymbolCatalog, metrics: ApiMetrics
+    websocket: WebSocket,
+    settings: Settings,
+    hub: Hub,
+    catalog: SymbolCatalog,
+    metrics: ApiMetrics,
+    snapshots: Snapshots,
 ) -> None:
     """Run one connection until either side closes it."""
     await websocket.accept()
@@ -114,7 +134,7 @@ async def serve(
         return
     client = WsClient(websocket, settings.api_ws_queue_size, settings.api_ws_slow_grace_s, metrics)
     channels = channel_names(settings.intervals)
-    session = Session(client, hub, catalog, channels, metrics)
+    session = Session(client, hub, catalog, channels, metrics, snapshots)
     hub.connect(client)
     client.reply(
         frame(

@@ -55,7 +55,7 @@ def request(ws: ClientConnection, payload: Message | str | bytes, timeout_s: flo
     return receive_until(ws, lambda m: m["type"] not in PUSH_TYPES, timeout_s)[-1]
 
 
-PUSH_TYPES = frozenset({"heartbeat", "trades", "bar", "indicators", "anomaly"})
+PUSH_TYPES = frozenset({"heartbeat", "price", "trades", "bar", "indicators", "anomaly"})
 
 
 def receive_until(
@@ -100,6 +100,11 @@ def subscribe(ws: ClientConnection, symbols: list[str], channels: list[str]) -> 
     reply = request(ws, {"type": "subscribe", "symbols": symbols, "channels": channels})
     assert reply["type"] == "subscribed", reply
     return reply
+
+
+def live(messages: Iterable[Message]) -> list[Message]:
+    """The messages that are neither snapshots nor heartbeats."""
+    return [m for m in messages if not m.get("snapshot") and m["type"] != "heartbeat"]
 
 
 def trade_ids(messages: Iterable[Message]) -> list[str]:
