@@ -18,7 +18,7 @@ from api.auth import API_KEY_HEADER
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.pagination import InvalidCursorError
 from api.resources import open_resources
-from api.routers import health, market, ws
+from api.routers import health, market, sources, ws
 from tickflow.settings import Settings, get_settings
 
 log = structlog.get_logger(__name__)
@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.include_router(market.router)
     app.include_router(health.router)
+    app.include_router(sources.router)
     app.include_router(ws.router)
     app.add_exception_handler(psycopg2.Error, _database_unavailable)
     app.add_exception_handler(InvalidCursorError, _invalid_cursor)

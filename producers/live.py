@@ -4,6 +4,10 @@ For exchanges whose trade ids count up by one per symbol, every accepted live tr
 previous id of its symbol; a jump (typically after a reconnect) is backfilled over REST when the exchange
 has a trades endpoint (Coinbase, Binance) and the gap is at most ``Settings.max_backfill_trades``. Backfilled
 trades share the live stream's validator, so trades that also arrive live are de-duplicated.
+
+Every live stream keeps rolling source quality per (exchange, symbol) (``producers.quality``); a streamer
+that owns its tracker publishes it to Redis and the metrics, one given a shared tracker (failover) leaves
+that to the owner.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from producers.exchanges import get_exchange
 from producers.gaps import Gap, GapTracker
 from producers.kafka_producer import TickProducer
 from producers.pipeline import IngestStats, TickPipeline, now_us
+from producers.quality import QualityPublisher, QualityTracker
 from producers.trades import TradeFields
 from producers.validation import TickValidator
 from producers.wsclient import ReconnectPolicy, WebSocketClient
@@ -66,6 +71,7 @@ class LiveStreamer:
         producer: TickProducer | None = None,
         ws_url: str | None = None,
         rest_url: str | None = None,
+        quality: QualityTracker | None = None,
     ) -> None:
         self.spec = get_exchange(exchange)
         self._settings = settings
@@ -74,7 +80,11 @@ class LiveStreamer:
         self._own_producer = producer is None
         self.producer = producer or TickProducer(settings)
         validator = TickValidator(settings)
-        self.live = TickPipeline(settings, self.producer, TickSource.LIVE, self.spec.name, validator)
+        self._own_quality = quality is None
+        self.quality = quality or QualityTracker(settings)
+        self.live = TickPipeline(
+            settings, self.producer, TickSource.LIVE, self.spec.name, validator, self.quality
+        )
         self.backfill = TickPipeline(settings, self.producer, TickSource.BACKFILL, self.spec.name, validator)
         self.gaps = 0
         self.gap_unfilled = 0
@@ -134,6 +144,7 @@ class LiveStreamer:
         )
         if self._rest is None or gap.size > self._settings.max_backfill_trades:
             self._unfilled(gap.size)
+            self.quality.gap(self.spec.name, gap.symbol, 0, gap.size)
             return
         task = asyncio.get_running_loop().create_task(self._fill(gap))
         self._backfills.add(task)
@@ -152,21 +163,30 @@ class LiveStreamer:
                 "backfill failed", exchange=self.spec.name, gap=gap, error=f"{type(exc).__name__}: {exc}"
             )
             self._unfilled(gap.size)
+            self.quality.gap(self.spec.name, gap.symbol, 0, gap.size)
             return
         found = {t["trade_id"] for t in trades}
         metrics.BACKFILLED.labels(self.spec.name).inc(len(trades))
         self.backfill.submit_trades(trades, now_us())
         if len(found) < gap.size:
             self._unfilled(gap.size - len(found))
+        self.quality.gap(self.spec.name, gap.symbol, min(len(found), gap.size), max(0, gap.size - len(found)))
         log.info("gap backfilled", exchange=self.spec.name, gap=gap, fetched=len(trades))
 
     async def run(self, stop: asyncio.Event) -> LiveReport:
         """Stream until ``stop`` is set, then finish pending backfills and flush. Returns the report."""
         started = time.monotonic()
-        poller = asyncio.get_running_loop().create_task(self._poll(stop))
+        loop = asyncio.get_running_loop()
+        poller = loop.create_task(self._poll(stop))
+        publisher_stop = asyncio.Event()
+        publisher = QualityPublisher(self._settings, self.quality)
+        publishing = loop.create_task(publisher.run(publisher_stop)) if self._own_quality else None
         try:
             await self.client.run(stop)
         finally:
+            if publishing is not None:
+                publisher_stop.set()
+                await publishing
             if self._backfills:
                 await asyncio.wait(set(self._backfills), timeout=BACKFILL_DRAIN_TIMEOUT_S)
             poller.cancel()

@@ -52,6 +52,33 @@ GAP_UNFILLED: Final = Counter(
     "tickflow_producer_gap_unfilled", "Missing trades the REST backfill could not return.", ["exchange"]
 )
 
+SOURCE_SCORE: Final = Gauge(
+    "tickflow_source_quality_score",
+    "Source quality score 0..1 per exchange and symbol over the rolling window (tickflow.quality).",
+    ["exchange", "symbol"],
+)
+SOURCE_RATE: Final = Gauge(
+    "tickflow_source_quality_rate",
+    "Rolling rates of a source: dead_letter, duplicate, gap_filled, gap_unfilled (fractions).",
+    ["exchange", "symbol", "kind"],
+)
+SOURCE_STALENESS: Final = Gauge(
+    "tickflow_source_staleness_seconds", "Time since a source's last accepted trade.", ["exchange", "symbol"]
+)
+SOURCE_LATENCY: Final = Gauge(
+    "tickflow_source_ingest_latency_seconds",
+    "Rolling mean of receipt time - event time of a source's accepted live ticks.",
+    ["exchange", "symbol"],
+)
+FAILOVERS: Final = Counter(
+    "tickflow_producer_failovers", "Switches of the active provider of a symbol.", ["symbol", "from", "to"]
+)
+ACTIVE_PROVIDER: Final = Gauge(
+    "tickflow_producer_active_provider",
+    "1 for the provider currently published for a symbol, 0 for its standbys.",
+    ["symbol", "exchange"],
+)
+
 
 def serve_metrics(port: int) -> bool:
     """Start the Prometheus HTTP endpoint on ``port`` (0: disabled); False (logged) when the port is taken."""

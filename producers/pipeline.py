@@ -18,6 +18,7 @@ import orjson
 from producers import metrics
 from producers.dlq import DeadLetter
 from producers.kafka_producer import TickProducer
+from producers.quality import QualityTracker
 from producers.trades import DlqReason, ParseResult, Rejection, TradeFields, raw_text
 from producers.validation import TickValidator
 from tickflow.schemas import TICK_SCHEMA_VERSION, TickSource
@@ -87,8 +88,10 @@ class TickPipeline:
         source: TickSource,
         exchange: str,
         validator: TickValidator | None = None,
+        quality: QualityTracker | None = None,
     ) -> None:
         self.validator = validator or TickValidator(settings)
+        self.quality = quality
         self.stats = IngestStats(source.value)
         self._producer = producer
         self._source = source
@@ -124,6 +127,8 @@ class TickPipeline:
         Returns the number of ticks produced.
         """
         accepted, rejected = self.validator.validate(trades, receipt_time, self._live)
+        if self.quality is not None and accepted:
+            self.quality.accepted(accepted, receipt_time, self._live)
         source = self._source.value
         for trade in accepted:
             trade["v"] = TICK_SCHEMA_VERSION  # type: ignore[typeddict-unknown-key]
@@ -160,11 +165,19 @@ class TickPipeline:
                 symbol if reason is not DlqReason.UNKNOWN_SYMBOL and isinstance(symbol, str) else None,
             ),
             receipt_time,
+            normalised=True,
         )
 
-    def reject(self, rejection: Rejection, receipt_time: int) -> None:
-        """Count ``rejection`` and, unless it is a duplicate, write its dead-letter record."""
+    def reject(self, rejection: Rejection, receipt_time: int, normalised: bool = False) -> None:
+        """Count ``rejection`` and, unless it is a duplicate, write its dead-letter record.
+
+        ``normalised``: its symbol is a normalised one (a rejected trade), not the parser's spelling."""
         self.stats.rejected[rejection.reason.value] += 1
+        if self.quality is not None:
+            if rejection.reason is DlqReason.DUPLICATE and rejection.symbol is not None:
+                self.quality.duplicate(rejection.exchange, rejection.symbol)
+            elif rejection.reason is not DlqReason.DUPLICATE:
+                self.quality.dead_letter(rejection.exchange, rejection.symbol, normalised)
         metrics.REJECTED.labels(self._source.value, self._exchange, rejection.reason.value).inc()
         if rejection.reason is not DlqReason.DUPLICATE:
             record = DeadLetter.of(rejection, self._source, receipt_time)

@@ -231,6 +231,19 @@ class Settings(BaseSettings):
     max_backfill_trades: int = Field(
         10_000, ge=0, description="Largest trade-id gap filled over REST; larger gaps are counted only."
     )
+    quality_window_s: float = Field(
+        300.0, gt=0, description="Rolling window of the source quality figures per (exchange, symbol) (s)."
+    )
+    quality_publish_interval_s: float = Field(
+        5.0, gt=0, description="How often live producers publish source quality to Redis and metrics (s)."
+    )
+    quality_ttl_s: int = Field(60, ge=1, description="TTL of `source_quality:{exchange}:{symbol}` keys (s).")
+    quality_stale_after_s: float = Field(
+        60.0, gt=0, description="Quality score: silence (s) that costs the whole staleness weight."
+    )
+    quality_latency_budget_ms: float = Field(
+        2000.0, gt=0, description="Quality score: mean ingest latency (ms) costing the whole latency weight."
+    )
 
     # --- metrics (Prometheus) -------------------------------------------------------------------------
     producer_metrics_port: int = Field(9101, description="Prometheus metrics port of `tickflow produce`.")
