@@ -29,6 +29,11 @@ class SymbolCatalog:
         self._discovered: list[str] = []
         self._discovered_at = float("-inf")
 
+    def known_cached(self, symbol: str) -> bool:
+        """True when ``symbol`` (normalised) is listed or was found in the data before (no I/O); False
+        means "not known yet", not "unknown": ``known`` may still find it."""
+        return symbol in self._listed or symbol in self._seen
+
     async def known(self, symbol: str) -> bool:
         """True when ``symbol`` (normalised, upper-case) is served.
 

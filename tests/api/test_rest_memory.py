@@ -62,6 +62,9 @@ def test_latest_values_come_from_memory_and_follow_pubsub_and_ticks(
         "source": "memory",
     }
     assert datetime.fromisoformat(body["time"]) == first.last_trade_time
+    # The lean path of /latest keeps the route's rules: the key is checked, the symbol normalised.
+    assert httpx.get(f"{api_server.url}/api/v1/latest/{SYMBOL}").status_code == 401
+    assert get(api_server, f"/api/v1/latest/{SYMBOL.lower()}").json() == body
     page = get(api_server, f"/api/v1/aggregated/{SYMBOL}?interval=1m").json()
     assert page["items"] == [orjson.loads(first.model_dump_json())]
     rows = poll(api_server, f"/api/v1/indicators/{SYMBOL}?interval=1m", lambda b: bool(b["items"]))["items"]
