@@ -15,6 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from api.auth import API_KEY_HEADER
+from api.fastlane import LatestFastPath
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.pagination import InvalidCursorError
 from api.resources import open_resources
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.add_middleware(LatestFastPath)  # innermost: CORS and metrics still see its answers
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
