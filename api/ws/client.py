@@ -41,6 +41,7 @@ SLOW_CONSUMER_CLOSE = 1008
 
 MAX_BATCHED_TICKS = 10_000
 TRADES = "trades"
+ANOMALIES = "anomalies"  # events: never conflated
 
 Topic = tuple[str, str]
 """A subscription: (channel, symbol), e.g. ("bars:1m", "BTC-USD")."""
@@ -97,10 +98,11 @@ class WsClient:
 
     def subscribe(self, topic: Topic, options: Subscription) -> None:
         """Add or re-configure a subscription; a throttled one may send its next message ``throttle_s``
-        from now (its snapshot counts as the first)."""
+        from now (its snapshot counts as the first). High-priority and anomaly subscriptions are never
+        throttled."""
         self.subscriptions[topic] = options
         self._forget_throttle(topic)
-        if options.throttle_s and not options.high:
+        if options.throttle_s and not options.high and topic[0] != ANOMALIES:
             self._throttles[topic] = _Throttle(asyncio.get_running_loop().time() + options.throttle_s)
 
     def unsubscribe(self, topic: Topic) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import orjson
+
 from api.store import MarketStore
 from api.ws.client import Topic
 from api.ws.protocol import data_frame
@@ -42,7 +44,9 @@ class Snapshots:
                     keyed.append((topic, key(symbol, interval)))
         if keyed:
             values = await self._store.redis_values(*(key for _, key in keyed))
-            found.update({topic: value for (topic, _), value in zip(keyed, values, strict=True) if value})
+            found.update(
+                {topic: value for (topic, _), value in zip(keyed, values, strict=True) if _json(value)}
+            )
         return found
 
     def frames(self, topics: Iterable[Topic], fallback: dict[Topic, bytes]) -> list[str]:
@@ -66,3 +70,13 @@ class Snapshots:
             if data is not None:
                 frames.append(data_frame(kind, symbol, data, interval, snapshot=True))
         return frames
+
+
+def _json(value: bytes | None) -> bool:
+    """True for a JSON object (a Redis value is spliced into the frame as it is)."""
+    if not value:
+        return False
+    try:
+        return isinstance(orjson.loads(value), dict)
+    except orjson.JSONDecodeError:
+        return False

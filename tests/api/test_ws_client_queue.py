@@ -96,13 +96,19 @@ def test_throttled_bars_send_only_the_latest_and_trades_are_batched() -> None:
     assert len(trades) == 1 and [t["trade_id"] for t in trades[0]["data"]] == ["0", "1", "2", "3", "4"]
 
 
-def test_high_priority_subscriptions_are_never_throttled() -> None:
+def test_high_priority_and_anomaly_subscriptions_are_never_throttled() -> None:
+    anomalies = ("anomalies", "BTC-USD")
+
     async def scenario() -> list[Any]:
         client, socket = new_client(queue_size=100)
         client.subscribe(BARS, Subscription(throttle_s=0.05, high=True))
+        client.subscribe(anomalies, Subscription(throttle_s=0.05))
         for n in range(5):
             client.deliver(BARS, bar(n))
+            client.deliver(anomalies, data_frame("anomaly", "BTC-USD", orjson.dumps({"n": n})))
         await send_all(client)
         return socket.sent
 
-    assert [m["data"]["n"] for m in asyncio.run(scenario())] == [0, 1, 2, 3, 4]
+    sent = asyncio.run(scenario())
+    assert [m["data"]["n"] for m in sent if m["type"] == "bar"] == [0, 1, 2, 3, 4]
+    assert [m["data"]["n"] for m in sent if m["type"] == "anomaly"] == [0, 1, 2, 3, 4]
