@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import sys
 
+from pyspark import SparkConf, SparkContext
+from pyspark.java_gateway import launch_gateway
 from pyspark.sql import SparkSession
 
 from tickflow import jvm
@@ -36,23 +38,40 @@ def build_spark(settings: Settings, app_name: str) -> SparkSession:
     Raises:
         tickflow.jvm.ClasspathError: the connector's jars are not cached and Maven cannot fetch them.
     """
-    builder = SparkSession.builder.appName(app_name)
+    options = {
+        "spark.app.name": app_name,
+        "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.scheduler.mode": "FAIR",
+    }
     if not launched_by_spark_submit():
         os.environ["PYSPARK_PYTHON"] = sys.executable
-        builder = builder.master(settings.spark_master).config(
-            "spark.driver.memory", settings.spark_driver_memory
-        )
+        options |= {
+            "spark.master": settings.spark_master,
+            "spark.driver.memory": settings.spark_driver_memory,
+            "spark.ui.enabled": str(settings.spark_ui_enabled).lower(),
+            "spark.jars": ",".join(str(jar) for jar in jvm.classpath("spark-kafka")),
+        }
         if settings.spark_java_options:
-            builder = builder.config("spark.driver.extraJavaOptions", settings.spark_java_options)
-        builder = builder.config("spark.ui.enabled", str(settings.spark_ui_enabled).lower()).config(
-            "spark.jars", ",".join(str(jar) for jar in jvm.classpath("spark-kafka"))
-        )
-    spark = (
-        builder.config("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions))
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.scheduler.mode", "FAIR")
-        .getOrCreate()
-    )
+            options["spark.driver.extraJavaOptions"] = settings.spark_java_options
+        _launch_own_session_gateway(SparkConf().setAll(list(options.items())))
+    builder = SparkSession.builder
+    for key, value in options.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def _launch_own_session_gateway(conf: SparkConf) -> None:
+    """Start the driver JVM in a session of its own, unless one runs already.
+
+    A supervisor (honcho, systemd, a terminal's Ctrl-C) signals a job's whole process group; a JVM in that
+    group would stop at once, under the Python driver that is still stopping its queries between batches.
+    In its own session only the driver is signalled; the JVM still dies with it (Spark's gateway exits when
+    the driver's pipe to it closes).
+    """
+    if SparkContext._gateway is None:
+        SparkContext._gateway = launch_gateway(conf, popen_kwargs={"start_new_session": True})
+        SparkContext._jvm = SparkContext._gateway.jvm

@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -35,6 +36,8 @@ LAST_LINES: Final = 8
 _LINE = re.compile(r"^\d\d:\d\d:\d\d (?P<name>\S+)\s+\| (?P<text>.*)$")
 _STOPPED = re.compile(r"^(?P<name>\S+) stopped \(rc=(?P<rc>-?\d+)\)$")
 _SIGNAL_RECEIVED = re.compile(r"^SIG(INT|TERM) received$")
+_STOPPED_BY_SIGNAL: Final = frozenset({0, 130, 143})
+"""honcho's exit codes after a clean stop, SIGINT and SIGTERM."""
 
 
 def listening_ports(settings: Settings) -> dict[int, str]:
@@ -67,14 +70,16 @@ def run_processes(procfile: Path, log_file: Path, echo: Callable[[str], None] = 
     """Run ``honcho start -f procfile`` until it returns; sweep what is left; report who died.
 
     Returns:
-        honcho's exit code (0 after a clean Ctrl-C).
+        0 after a clean Ctrl-C; else the exit code of the process that stopped on its own (1 when that was
+        0), or honcho's.
     """
     run_id = uuid.uuid4().hex
     env = {**os.environ, RUN_ID_ENV: run_id, "PYTHONUNBUFFERED": "1"}
     honcho = [sys.executable, "-m", "honcho", "--no-colour", "start", "-f", str(procfile)]
     tails: dict[str, collections.deque[str]] = collections.defaultdict(lambda: collections.deque(maxlen=20))
     died: list[tuple[str, int]] = []
-    stopping = False
+    stopping = threading.Event()
+    left: list[str] = []
     log_file.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(honcho, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -82,6 +87,17 @@ def run_processes(procfile: Path, log_file: Path, echo: Callable[[str], None] = 
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signum)
 
+    def watchdog() -> None:
+        """A child that keeps honcho's output pipe open (one it forked into another session) would keep
+        honcho waiting for ever: once stopping, give honcho ``SWEEP_GRACE_S``, then sweep."""
+        stopping.wait()
+        try:
+            proc.wait(timeout=SWEEP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            left.extend(sweep(run_id))
+
+    guard = threading.Thread(target=watchdog, name="run-watchdog", daemon=True)
+    guard.start()
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         with open(log_file, "a", encoding="utf-8") as log:
@@ -98,23 +114,27 @@ def run_processes(procfile: Path, log_file: Path, echo: Callable[[str], None] = 
                     tails[name].append(text)
                     continue
                 if _SIGNAL_RECEIVED.match(text):
-                    stopping = True
+                    stopping.set()
                 stopped = _STOPPED.match(text)
-                if stopped and not stopping:  # the first exit nobody asked for: honcho now stops the others
+                if stopped and not stopping.is_set():  # an exit nobody asked for: honcho stops the rest
                     died.append((stopped.group("name"), int(stopped.group("rc"))))
-                    stopping = True
+                    stopping.set()
         rc = proc.wait()
+        stopping.set()
+        guard.join()
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    left = sweep(run_id)
+    left.extend(sweep(run_id))
     if left:
         echo(f"tickflow run: stopped {len(left)} process(es) honcho left behind: {', '.join(left)}")
     for name, code in died:
         echo(f"tickflow run: {name} stopped on its own (rc={code}); its last lines:")
         for text in list(tails[name])[-LAST_LINES:]:
             echo(f"    {text}")
-    return rc
+    if died:
+        return died[0][1] or 1
+    return 0 if rc in _STOPPED_BY_SIGNAL else rc
 
 
 def sweep(run_id: str, grace_s: float = SWEEP_GRACE_S) -> list[str]:

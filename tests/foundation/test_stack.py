@@ -14,7 +14,7 @@ import httpx
 import psycopg2
 import pytest
 import redis
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from influxdb_client import InfluxDBClient, Point
 from influxdb_client.client.write_api import SYNCHRONOUS
@@ -23,6 +23,7 @@ from infra.local import stack as local_stack
 from infra.local.process import pid_alive
 from infra.local.stack import State
 from tests.conftest import make_state_dir, stack_settings
+from tickflow import jvm
 from tickflow.settings import Settings
 
 
@@ -141,6 +142,65 @@ def test_status_tells_the_truth_after_a_kill(own_stack: Settings) -> None:
     assert " dead " in redis_line
     assert local_stack.up(own_stack)  # brings the killed service back
     assert {s.name: s.state for s in local_stack.status(own_stack)}["redis"] is State.RUNNING
+
+
+def test_status_names_the_apache_kafka_version(own_stack: Settings) -> None:
+    result = run_cli(own_stack, "stack", "status")
+    kafka_line = next(line for line in result.stdout.splitlines() if line.startswith("kafka"))
+    expected = jvm.pom_property("kafka-broker", "kafka.version")
+    assert f"ok (Apache Kafka {expected})" in kafka_line
+
+
+def test_down_and_up_keep_topics_records_and_committed_offsets(own_stack: Settings) -> None:
+    topic, group = f"persist-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": own_stack.kafka_bootstrap_servers})
+    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[topic].result(30)
+    producer = Producer({"bootstrap.servers": own_stack.kafka_bootstrap_servers, "enable.idempotence": True})
+    for i in range(30):
+        producer.produce(topic, key=f"k{i % 3}", value=f"v{i}")
+    assert producer.flush(30) == 0
+    del producer, admin
+    consumer = group_consumer(own_stack, group)
+    consumer.subscribe([topic])
+    first = consume(consumer, 30)
+    consumer.commit(asynchronous=False)
+    committed = {tp.partition: tp.offset for tp in consumer.committed(consumer.assignment(), timeout=10)}
+    consumer.close()
+    assert sorted(first) == sorted(f"v{i}" for i in range(30))
+
+    assert "kafka" in local_stack.down(own_stack)
+    local_stack.up(own_stack)
+
+    admin = AdminClient({"bootstrap.servers": own_stack.kafka_bootstrap_servers})
+    assert len(admin.list_topics(topic, timeout=10).topics[topic].partitions) == 3
+    consumer = group_consumer(own_stack, group)
+    partitions = [TopicPartition(topic, p) for p in range(3)]
+    assert {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=10)} == committed
+    watermarks = [consumer.get_watermark_offsets(tp, timeout=10) for tp in partitions]
+    assert sum(high - low for low, high in watermarks) == 30  # every record is still there
+    consumer.close()
+
+
+def group_consumer(settings: Settings, group: str) -> Consumer:
+    return Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+        }
+    )
+
+
+def consume(consumer: Consumer, count: int, timeout_s: float = 30.0) -> list[str]:
+    values: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    while len(values) < count and time.monotonic() < deadline:
+        message = consumer.poll(0.5)
+        if message is not None and message.error() is None:
+            values.append(message.value().decode())
+    return values
 
 
 def test_down_leaves_no_process_behind(own_stack: Settings) -> None:
