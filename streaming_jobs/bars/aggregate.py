@@ -10,14 +10,20 @@ Windows are aligned to the Unix epoch and half-open: a tick at ``t`` belongs to 
   (quote currency); ``vwap`` = quote_volume / volume (VWAP definition, e.g. Berkowitz et al. 1988);
   ``trade_count``; ``first_trade_time``/``last_trade_time`` = min/max event time.
 
+Lateness and duplicates, one rule for every interval: the watermark is the latest event time seen minus
+the ``watermark`` delay. A tick older than the watermark is late and dropped for every interval (counted once
+in ``tickflow_bars_late_rows_dropped``); a tick within it revises the bars of all its windows. A trade is
+identified by (``exchange``, ``symbol``, ``trade_id``); the same trade produced twice (a file replayed twice,
+a producer restarted mid-replay, two producers of one feed) is counted once: ``dropDuplicatesWithinWatermark``
+keeps each id in a state store until the watermark passes its event time + the delay, and a copy arriving
+after that is late anyway (dropped copies: ``tickflow_bars_duplicates_dropped``). Every interval therefore
+sees the same ticks: a 5-minute bar is always the roll-up of its five 1-minute bars.
+
 One scan, one shuffle, one state store for all intervals: every tick is exploded into one row per interval
 and grouped by (symbol, interval, window). The window struct carries Spark's event-time watermark marker
 (the column metadata ``spark.watermarkDelayMs`` that ``window()`` itself copies from the watermarked
-column), so Spark's stateful aggregation treats it exactly like a ``window()`` column: with update output
-mode, a tick whose window end is ``<=`` the watermark is dropped as late (reported by Spark as
-``numRowsDroppedByWatermark``), a later tick revises its window's bar, and a window's state is removed once
-the watermark passes its end. Each interval thus keeps its own lateness rule: a tick too late for its 1m
-bar may still revise its 15m bar.
+column), so Spark's stateful aggregation treats it exactly like a ``window()`` column (update output mode):
+a tick revises its window's bar, and a window's state is removed once the watermark passes its end.
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ from tickflow.schemas import BAR_FIELDS
 WATERMARK_DELAY_KEY: Final = "spark.watermarkDelayMs"
 """Column metadata Spark uses to recognise an event-time (watermark) column (``EventTimeWatermark``)."""
 
+TRADE_KEY: Final = ("exchange", "symbol", "trade_id")
+"""The columns that identify a trade (the de-duplication key)."""
+
 BAR_OUTPUT_COLUMNS: Final[tuple[str, ...]] = (
     *(name for name in BAR_FIELDS if name != "is_final"),  # is_final is decided by the sink
     "last_receipt_time",
@@ -44,8 +53,8 @@ def compute_bars(ticks: DataFrame, intervals: Sequence[Interval], watermark: str
     """Streaming bars of ``ticks`` for ``intervals``, to be written in update output mode.
 
     Args:
-        ticks: columns ``symbol``, ``price``, ``size``, ``event_time`` (timestamp), ``receipt_time`` (µs),
-            ``partition``, ``offset``.
+        ticks: columns ``exchange``, ``symbol``, ``trade_id``, ``price``, ``size``, ``event_time``
+            (timestamp), ``receipt_time`` (µs), ``partition``, ``offset``.
         intervals: the bar intervals.
         watermark: Spark delay threshold, e.g. ``"2 minutes"``.
         delay_ms: the same delay in milliseconds (the watermark marker of the window column).
@@ -57,7 +66,8 @@ def compute_bars(ticks: DataFrame, intervals: Sequence[Interval], watermark: str
     spec = F.explode(
         F.array(*[F.struct(F.lit(i.name).alias("name"), F.lit(i.micros).alias("us")) for i in intervals])
     )
-    exploded = ticks.withWatermark("event_time", watermark).select(
+    unique = ticks.withWatermark("event_time", watermark).dropDuplicatesWithinWatermark(list(TRADE_KEY))
+    exploded = unique.select(
         "symbol", "price", "size", "event_time", "receipt_time", "partition", "offset", spec.alias("iv")
     )
     t_us = F.unix_micros("event_time")

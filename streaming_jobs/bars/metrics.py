@@ -35,6 +35,11 @@ LATE_ROWS_DROPPED: Final = Counter(
     "(Spark's numRowsDroppedByWatermark: late ticks of one window in one batch and Kafka partition count "
     "once, a tick late for several intervals once per interval).",
 )
+DUPLICATES_DROPPED: Final = Counter(
+    "tickflow_bars_duplicates_dropped",
+    "Tick records dropped as copies of a trade (same exchange, symbol, trade_id) already counted within "
+    "the watermark (Spark's numDroppedDuplicateRows).",
+)
 WATERMARK: Final = Gauge(
     "tickflow_bars_watermark_seconds", "Event-time watermark of the bars query (Unix s)."
 )
@@ -77,6 +82,9 @@ class ProgressMetrics(StreamingQueryListener):
         dropped = sum(op.numRowsDroppedByWatermark for op in progress.stateOperators)
         if dropped:
             LATE_ROWS_DROPPED.inc(dropped)
+        duplicates = sum(op.customMetrics.get("numDroppedDuplicateRows", 0) for op in progress.stateOperators)
+        if duplicates:
+            DUPLICATES_DROPPED.inc(duplicates)
         watermark = progress.eventTime.get("watermark")
         if progress.stateOperators and watermark:
             WATERMARK.set(datetime.fromisoformat(watermark.replace("Z", "+00:00")).timestamp())
