@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import httpx
 import orjson
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.api.conftest import API_KEY
 from tests.api.seed import Seeded, bar_model, ticks_of
@@ -35,6 +36,20 @@ def poll(server: ApiServer, path: str, done: Callable[[dict], bool]) -> dict:
         if done(body) or time.monotonic() > deadline:
             return body
         time.sleep(0.05)
+
+
+def latest_requests_ok(server: ApiServer) -> float:
+    """``tickflow_api_requests_total`` of ``/latest`` answered 200, from the server's ``/metrics``."""
+    for family in text_string_to_metric_families(httpx.get(f"{server.url}/metrics").text):
+        if family.name == "tickflow_api_requests":
+            return sum(
+                s.value
+                for s in family.samples
+                if s.name.endswith("_total")
+                and s.labels["route"] == "/api/v1/latest/{symbol}"
+                and s.labels["status"] == "200"
+            )
+    return 0.0
 
 
 def test_latest_values_come_from_memory_and_follow_pubsub_and_ticks(
@@ -64,7 +79,10 @@ def test_latest_values_come_from_memory_and_follow_pubsub_and_ticks(
     assert datetime.fromisoformat(body["time"]) == first.last_trade_time
     # The lean path of /latest keeps the route's rules: the key is checked, the symbol normalised.
     assert httpx.get(f"{api_server.url}/api/v1/latest/{SYMBOL}").status_code == 401
+    counted = latest_requests_ok(api_server)
     assert get(api_server, f"/api/v1/latest/{SYMBOL.lower()}").json() == body
+    assert get(api_server, f"/api/v1/latest/{SYMBOL}").json() == body
+    assert latest_requests_ok(api_server) == counted + 2  # still counted by the metrics middleware
     page = get(api_server, f"/api/v1/aggregated/{SYMBOL}?interval=1m").json()
     assert page["items"] == [orjson.loads(first.model_dump_json())]
     rows = poll(api_server, f"/api/v1/indicators/{SYMBOL}?interval=1m", lambda b: bool(b["items"]))["items"]
