@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tickflow.intervals import Interval
@@ -276,7 +276,9 @@ class Settings(BaseSettings):
     alert_cooldown_s: float = Field(
         300.0, ge=0, description="At most one alert per (anomaly type, symbol) per this much event time (s)."
     )
-    alert_webhook_url: str = Field("", description="Slack-compatible incoming webhook URL (empty: off).")
+    alert_webhook_url: SecretStr = Field(
+        SecretStr(""), description="Slack-compatible incoming webhook URL (empty: off); secret, shown masked."
+    )
     alert_webhook_min_severity: Literal["info", "warning", "critical"] = Field(
         "warning", description="Lowest anomaly severity posted to the webhook."
     )
@@ -289,11 +291,21 @@ class Settings(BaseSettings):
     smtp_port: int = Field(25, description="SMTP server port.")
     smtp_starttls: bool = Field(False, description="Upgrade the SMTP connection with STARTTLS.")
     smtp_username: str = Field("", description="SMTP login user (empty: no login).")
-    smtp_password: str = Field("", description="SMTP login password.")
-    alert_timeout_s: float = Field(10.0, gt=0, description="Timeout of one webhook or SMTP attempt (s).")
-    alert_retry_attempts: int = Field(5, ge=1, description="Attempts per alert and channel.")
+    smtp_password: SecretStr = Field(SecretStr(""), description="SMTP login password; secret, shown masked.")
+    alert_timeout_s: float = Field(
+        10.0, gt=0, description="Connect and read timeout of one webhook or SMTP attempt (s)."
+    )
     alert_retry_backoff_s: float = Field(
-        0.5, ge=0, description="First retry delay (s); doubles per attempt, at most 30 s."
+        0.5, ge=0, description="Alert outbox: first retry delay of an undelivered alert (s); doubles per try."
+    )
+    alert_retry_max_backoff_s: float = Field(
+        30.0, gt=0, description="Alert outbox: longest delay between two attempts of one alert (s)."
+    )
+    alert_max_age_s: float = Field(
+        3600.0,
+        gt=0,
+        description="Alert outbox: an alert still undelivered this long after it was raised is given up "
+        "(recorded `failed`) (s).",
     )
     alert_consumer_group: str = Field("tickflow-alerts", description="Consumer group of the alert service.")
 
@@ -342,6 +354,9 @@ class Settings(BaseSettings):
         """These settings as ``TICKFLOW_*`` environment variables (to hand them to a child process)."""
         env = {}
         for name, value in self.model_dump(mode="json").items():
+            secret = getattr(self, name)
+            if isinstance(secret, SecretStr):  # dumped masked; a child process needs the real value
+                value = secret.get_secret_value()
             text = json.dumps(value) if isinstance(value, list | bool) else str(value)
             env[f"TICKFLOW_{name.upper()}"] = text
         return env

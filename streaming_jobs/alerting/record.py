@@ -1,4 +1,6 @@
-"""The record of alert decisions: the ``alerts`` table (``infra/db/migrations/0003_alerts.sql``)."""
+"""The record of alert decisions: the ``alerts`` table (``infra/db/migrations/0003_alerts.sql``, ``0004``).
+
+Undelivered alerts wait in the same table (the outbox): ``outbox.py``."""
 
 from __future__ import annotations
 
@@ -14,6 +16,10 @@ from streaming_jobs.anomalies.model import Anomaly
 class Status(StrEnum):
     """What happened to an alert on one channel."""
 
+    PENDING = "pending"
+    """Waiting in the outbox for its (next) attempt."""
+    SENDING = "sending"
+    """Claimed by an alert service that is sending it now."""
     SENT = "sent"
     FAILED = "failed"
     SUPPRESSED = "suppressed"
@@ -39,7 +45,10 @@ def record(
     error: str | None,
     message: str,
 ) -> None:
-    """Record one decision and commit; a decision already recorded for the key is kept as it was."""
+    """Record one decision and commit; a decision already recorded for the key is kept as it was.
+
+    ``error`` must be free of secrets (the senders' errors are).
+    """
     with conn.cursor() as cur:
         cur.execute(
             "INSERT INTO alerts (anomaly_type, symbol, interval, event_time, channel, severity, status,"
@@ -51,10 +60,12 @@ def record(
 
 
 def last_sent(conn: psycopg2.extensions.connection) -> dict[tuple[str, str], datetime]:
-    """Event time of the latest sent alert of each (anomaly type, symbol): the cooldown's memory."""
+    """Event time of the latest alert of each (anomaly type, symbol) that was sent or is on its way
+    (pending, sending): the cooldown's memory."""
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT anomaly_type, symbol, max(event_time) FROM alerts WHERE status = 'sent' GROUP BY 1, 2"
+            "SELECT anomaly_type, symbol, max(event_time) FROM alerts"
+            " WHERE status IN ('pending', 'sending', 'sent') GROUP BY 1, 2"
         )
         rows = cur.fetchall()
     conn.commit()

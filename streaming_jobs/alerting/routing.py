@@ -23,7 +23,9 @@ def route(severity: Severity, settings: Settings) -> list[Channel]:
     ``alert_email_to`` for e-mail.
     """
     minimum = {
-        Channel.WEBHOOK: settings.alert_webhook_min_severity if settings.alert_webhook_url else None,
+        Channel.WEBHOOK: (
+            settings.alert_webhook_min_severity if settings.alert_webhook_url.get_secret_value() else None
+        ),
         Channel.EMAIL: settings.alert_email_min_severity if settings.alert_email_to else None,
     }
     return [

@@ -2,9 +2,10 @@
 
 For each anomaly: route by severity to the configured channels; skip channels whose decision is already
 recorded (a redelivered message); hold the alert back when the (type, symbol) cooldown is active
-(recorded as ``suppressed``); otherwise deliver with retries and record ``sent`` or ``failed``. The
-consumer commits an anomaly's offset only after its decisions are recorded, so a crash re-delivers it and
-the record keeps it from being sent twice.
+(recorded as ``suppressed``); otherwise put it in the outbox (``pending``, ``outbox.py``). The consumer
+commits an anomaly's offset only after its decisions are recorded, so a crash re-delivers it and the
+record keeps it from being sent twice. Between polls the service delivers the outbox's due alerts; one that
+fails is retried with back-off until it is ``alert_max_age_s`` old, also across restarts.
 """
 
 from __future__ import annotations
@@ -20,21 +21,34 @@ import pydantic
 import structlog
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 
-from producers.trades import DlqReason, raw_text
-from streaming_jobs.alerting.channels import EmailSender, Sender, WebhookSender, deliver_with_retries, render
+from streaming_jobs.alerting import outbox
+from streaming_jobs.alerting.channels import (
+    DeliveryError,
+    EmailSender,
+    PermanentDeliveryError,
+    Sender,
+    WebhookSender,
+    redact,
+    render,
+    secrets_of,
+)
 from streaming_jobs.alerting.record import Status, is_recorded, last_sent, record
 from streaming_jobs.alerting.routing import Channel, Cooldown, route
 from streaming_jobs.anomalies.model import Anomaly
 from streaming_jobs.bars.sinks.kafka import make_producer, produce_all
 from streaming_jobs.indicators.sinks import dead_letter_record
 from tickflow.settings import Settings
+from tickflow.validity import DlqReason, raw_text
 
 log = structlog.get_logger(__name__)
+
+OUTBOX_BATCH = 50
+"""Most alerts one :meth:`Alerter.deliver_due` round attempts."""
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """The decision for one anomaly on one channel."""
+    """The state of one anomaly's alert on one channel after a decision or an attempt."""
 
     channel: Channel
     status: Status
@@ -43,53 +57,97 @@ class Outcome:
 
 
 class Alerter:
-    """Routes, rate-limits, delivers and records alerts (one PostgreSQL connection, not thread-safe)."""
+    """Routes, rate-limits, queues, delivers and records alerts (one PostgreSQL connection, not
+    thread-safe)."""
 
     def __init__(self, settings: Settings, conn: psycopg2.extensions.connection) -> None:
         self._settings = settings
         self._conn = conn
         self._senders: dict[Channel, Sender] = {
-            Channel.WEBHOOK: WebhookSender(settings.alert_webhook_url, settings.alert_timeout_s),
+            Channel.WEBHOOK: WebhookSender(
+                settings.alert_webhook_url.get_secret_value(), settings.alert_timeout_s
+            ),
             Channel.EMAIL: EmailSender(settings),
         }
+        self._secrets = secrets_of(settings)
         self._cooldown = Cooldown(timedelta(seconds=settings.alert_cooldown_s), last_sent(conn))
 
     def handle(self, anomaly: Anomaly) -> list[Outcome]:
-        """Decide, deliver and record the alerts of ``anomaly``; the outcomes of channels decided now."""
+        """Decide and record the alerts of ``anomaly``, then attempt the due ones.
+
+        Returns:
+            The outcomes of the channels decided now: ``suppressed``, or the state after the first
+            attempt (``sent``; ``pending`` when it will be retried; ``failed`` when rejected for good).
+        """
         channels = [
             c for c in route(anomaly.severity, self._settings) if not is_recorded(self._conn, anomaly, c)
         ]
         if not channels:
             return []
-        subject, text = render(anomaly)
-        outcomes = []
+        _, text = render(anomaly)
         if not self._cooldown.allows(anomaly):
-            outcomes = [Outcome(channel, Status.SUPPRESSED, 0, None) for channel in channels]
-        else:
             for channel in channels:
-                sender = self._senders[channel]
-                delivery = deliver_with_retries(
-                    lambda s=sender: s.send(subject, text),
-                    self._settings.alert_retry_attempts,
-                    self._settings.alert_retry_backoff_s,
-                )
-                status = Status.SENT if delivery.error is None else Status.FAILED
-                outcomes.append(Outcome(channel, status, delivery.attempts, delivery.error))
-        for outcome in outcomes:
-            record(
-                self._conn, anomaly, outcome.channel, outcome.status, outcome.attempts, outcome.error, text
-            )
-            log.info(
-                "alert", key=anomaly.key, channel=outcome.channel, status=outcome.status, error=outcome.error
-            )
-        if any(o.status is Status.SENT for o in outcomes):
+                record(self._conn, anomaly, channel, Status.SUPPRESSED, 0, None, text)
+                log.info("alert", key=anomaly.key, channel=channel, status=Status.SUPPRESSED)
+            return [Outcome(channel, Status.SUPPRESSED, 0, None) for channel in channels]
+        queued = [channel for channel in channels if outbox.enqueue(self._conn, anomaly, channel, text)]
+        if queued:
             self._cooldown.mark(anomaly)
-        return outcomes
+        attempted = {key: o for key, o in self.deliver_due()}
+        return [
+            attempted.get((*anomaly.key, channel.value), Outcome(channel, Status.PENDING, 0, None))
+            for channel in queued
+        ]
+
+    def deliver_due(self) -> list[tuple[tuple, Outcome]]:
+        """One delivery round of the outbox: give up stale claims, then claim and attempt up to
+        :data:`OUTBOX_BATCH` due alerts, recording each attempt.
+
+        Returns:
+            (row key, outcome) of each attempt.
+        """
+        s = self._settings
+        if outbox.give_up_stale_claims(self._conn, s.alert_timeout_s):
+            log.warning("alerts given up: their attempt was cut short", error=outbox.OUTCOME_UNKNOWN)
+        results = []
+        for entry in outbox.claim_due(self._conn, OUTBOX_BATCH):
+            subject = entry.message.split("\n", 1)[0]
+            try:
+                self._senders[entry.channel].send(subject, entry.message)
+            except Exception as exc:
+                error = redact(
+                    str(exc) if isinstance(exc, DeliveryError) else f"{type(exc).__name__}: {exc}",
+                    self._secrets,
+                )
+                status = outbox.mark_failed_attempt(
+                    self._conn,
+                    entry,
+                    error,
+                    permanent=isinstance(exc, PermanentDeliveryError),
+                    retry_in_s=outbox.retry_delay_s(
+                        entry.attempts + 1, s.alert_retry_backoff_s, s.alert_retry_max_backoff_s
+                    ),
+                    max_age_s=s.alert_max_age_s,
+                )
+            else:
+                outbox.mark_sent(self._conn, entry)
+                status, error = Status.SENT, None
+            outcome = Outcome(entry.channel, status, entry.attempts + 1, error)
+            log.info("alert", key=entry.key[:4], channel=entry.channel, status=status, error=error)
+            results.append((entry.key, outcome))
+        return results
+
+    def has_undelivered(self) -> bool:
+        """True while some alert waits in the outbox or is being sent."""
+        return outbox.has_undelivered(self._conn)
 
 
 def run_alerts(settings: Settings, stop: threading.Event, exit_when_idle_s: float | None = None) -> int:
     """Consume ``settings.topic_anomalies`` in group ``alert_consumer_group`` and alert until ``stop`` is set
-    (or, with ``exit_when_idle_s``, until no message arrived for that long).
+    (or, with ``exit_when_idle_s``, until no message arrived and the outbox was empty for that long).
+
+    Between polls (every 0.2 s at most) the outbox's due alerts are delivered, also those an earlier run
+    left undelivered.
 
     A message that is not a valid anomaly goes to ``settings.topic_dlq`` with the reason and is committed.
 
@@ -117,8 +175,9 @@ def run_alerts(settings: Settings, stop: threading.Event, exit_when_idle_s: floa
         idle_since = time.monotonic()
         while not stop.is_set():
             message = consumer.poll(0.2)
+            alerter.deliver_due()
             if message is None:
-                if not assigned.is_set():
+                if not assigned.is_set() or alerter.has_undelivered():
                     idle_since = time.monotonic()
                 elif exit_when_idle_s is not None and time.monotonic() - idle_since > exit_when_idle_s:
                     break

@@ -27,6 +27,7 @@ REQUIRED_COMMANDS = [
     ("produce",),
     ("stream", "bars"),
     ("stream", "indicators"),
+    ("stream", "alerts"),
     ("api",),
     ("dashboard",),
     ("ml", "serve"),
@@ -118,8 +119,12 @@ def test_dashboard_health_panel_reads_every_metrics_endpoint(services: dict[str,
 @pytest.mark.parametrize(
     ("dependency", "setup_command", "needs"),
     [
-        ("topics", ["topics", "create"], [("produce",), ("stream", "bars"), ("stream", "indicators")]),
-        ("migrate", ["db", "migrate"], [("stream", "bars"), ("api",), ("ml", "serve")]),
+        (
+            "topics",
+            ["topics", "create"],
+            [("produce",), ("stream", "bars"), ("stream", "indicators"), ("stream", "alerts")],
+        ),
+        ("migrate", ["db", "migrate"], [("stream", "bars"), ("stream", "alerts"), ("api",), ("ml", "serve")]),
     ],
 )
 def test_pipeline_services_wait_for_setup(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,26 +20,42 @@ from tests.conftest import free_port
 
 @dataclass
 class Webhook:
-    """Records JSON bodies; answers ``fail_with`` for the next ``failures`` requests, then 200."""
+    """Records JSON bodies; answers ``fail_with`` for the next ``failures`` requests, and for every request
+    within ``outage_s`` seconds of the first one; otherwise 200."""
 
     url: str
     bodies: list[dict[str, Any]] = field(default_factory=list)
     requests: int = 0
     failures: int = 0
     fail_with: int = 500
+    outage_s: float = 0.0
+    first_request_at: float | None = None
+    """``time.monotonic()`` of the first request."""
+
+    def _failing(self) -> bool:
+        now = time.monotonic()
+        if self.first_request_at is None:
+            self.first_request_at = now
+        if now - self.first_request_at < self.outage_s:
+            return True
+        if self.failures > 0:
+            self.failures -= 1
+            return True
+        return False
 
 
 @contextmanager
-def webhook() -> Iterator[Webhook]:
+def webhook(path: str = "/hooks/alerts", outage_s: float = 0.0) -> Iterator[Webhook]:
+    """A webhook at ``http://127.0.0.1:<free port><path>`` that is down (answers ``fail_with``, default
+    500) for ``outage_s`` seconds from its first request."""
     port = free_port()
-    hook = Webhook(url=f"http://127.0.0.1:{port}/hooks/alerts")
+    hook = Webhook(url=f"http://127.0.0.1:{port}{path}", outage_s=outage_s)
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             hook.requests += 1
-            if hook.failures > 0:
-                hook.failures -= 1
+            if hook._failing():
                 self.send_response(hook.fail_with)
             else:
                 hook.bodies.append(json.loads(body))
