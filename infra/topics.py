@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tickflow.settings import Settings
 
+APPEND_TIME: Final = {"message.timestamp.type": "LogAppendTime"}
+
 
 def create_topics(settings: Settings, timeout_s: float = 15.0) -> dict[str, str]:
     """Create every topic of ``settings.all_topics()`` with the configured partitions, replication factor,
     retention and compression. Returns ``{topic: "created" | "exists"}``.
+
+    The tick topic stamps records with the broker's append time (``message.timestamp.type=LogAppendTime``):
+    a producer cannot forge it, so the bar job can reject ticks dated in the future against it
+    (``future_event_time``), and receipt -> append time is the broker stage's latency.
 
     An existing topic is left as it is (its partition count is reported by `describe_partitions`).
 
@@ -29,7 +37,8 @@ def create_topics(settings: Settings, timeout_s: float = 15.0) -> dict[str, str]
             name,
             num_partitions=settings.kafka_partitions,
             replication_factor=settings.kafka_replication_factor,
-            config=config,
+            config=config
+            | ({"message.timestamp.type": "LogAppendTime"} if name == settings.topic_ticks else {}),
         )
         for name in settings.all_topics()
     ]

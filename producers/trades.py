@@ -3,16 +3,19 @@
 A parser turns one raw exchange message (or one CSV row) into a ``ParseResult``: zero or more
 ``TradeFields`` (a normalised but not yet validated trade, as a plain dict so the hot path can serialise
 it without conversion) and zero or more ``Rejection`` (input that can never become a tick, with a reason
-code). ``producers.validation`` then accepts or rejects each trade; accepted trades become
-``tickflow.schemas.Tick`` wire records on ``tick_data``, rejections dead-letter records on
-``tick_data.dlq``.
+code, ``tickflow.validity.DlqReason``, re-exported here for the parsers). ``producers.validation`` then
+accepts or rejects each trade; accepted trades become ``tickflow.schemas.Tick`` wire records on
+``tick_data``, rejections dead-letter records on ``tick_data.dlq``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import NamedTuple, TypedDict
+
+from tickflow.validity import DlqReason
+
+__all__ = ["DlqReason", "ParseResult", "Rejection", "TradeFields", "raw_text"]
 
 
 class TradeFields(TypedDict):
@@ -32,29 +35,6 @@ class TradeFields(TypedDict):
     side: str
     trade_id: str
     event_time: int
-
-
-class DlqReason(StrEnum):
-    """Why input was rejected; the ``reason`` of a dead-letter record and the label of the reject counter.
-
-    Every reason except ``duplicate`` produces a dead-letter record. Duplicates (same exchange, symbol and
-    trade id within the de-duplication window) are expected after reconnects and backfills and carry no
-    information the topic lacks, so they are dropped and counted (``tickflow_producer_rejected_total``
-    with ``reason="duplicate"``, and ``IngestStats.duplicates``) — never silently.
-    """
-
-    MALFORMED = "malformed"  # not decodable: invalid UTF-8/JSON/CSV, wrong container type
-    UNKNOWN_MESSAGE = "unknown_message"  # decodable but not a message type the parser knows
-    EXCHANGE_ERROR = "exchange_error"  # an error message sent by the exchange
-    MISSING_FIELD = "missing_field"  # a required field is absent or empty
-    BAD_PRICE = "bad_price"  # not a finite number > 0
-    BAD_SIZE = "bad_size"  # not a finite number > 0
-    BAD_SIDE = "bad_side"  # not buy/sell/unknown (or the exchange's code for them)
-    BAD_TRADE_ID = "bad_trade_id"  # absent, empty or not a string/integer
-    BAD_TIMESTAMP = "bad_timestamp"  # unparseable, or outside the sane range (before 2000, in the future)
-    CLOCK_SKEW = "clock_skew"  # live: event time further than `max_clock_skew_s` from receipt time
-    UNKNOWN_SYMBOL = "unknown_symbol"  # not in the universe and not matching `symbol_pattern`
-    DUPLICATE = "duplicate"  # seen within the de-duplication window: counted and dropped, no DLQ record
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,24 +1,21 @@
-"""The one definition of a valid tick on the producer side, and de-duplication.
+"""The producer's tick validator (built from ``tickflow.validity``) and de-duplication.
 
 A trade (``producers.trades.TradeFields``) is accepted when, in this order:
 
-1. ``exchange`` and ``raw_symbol`` are non-empty strings (``missing_field``; a ``raw_symbol`` longer than
-   64 characters is an ``unknown_symbol``), and every field is present (``missing_field``);
-2. ``symbol`` is in ``Settings.symbols``, or matches ``Settings.symbol_pattern`` while
+1. every field is present and non-empty (``missing_field``);
+2. every rule of ``tickflow.validity.TRADE_FIELD_RULES`` passes (the same table the Spark bar job's checks
+   are built from): exchange, symbol and raw_symbol, trade_id as bounded text without control characters,
+   price and size finite > 0, side one of ``Side``, event_time integer µs in [2000, 2100);
+3. ``symbol`` is in ``Settings.symbols``, or matches ``Settings.symbol_pattern`` while
    ``accept_unlisted_symbols`` is on (``unknown_symbol``);
-3. ``price`` and ``size`` are finite floats > 0 (``bad_price``, ``bad_size``);
-4. ``side`` is ``buy``, ``sell`` or ``unknown`` (``bad_side``);
-5. ``trade_id`` is a non-empty string of at most 128 characters (``bad_trade_id``);
-6. ``event_time`` is an integer (µs since the epoch, UTC) not before 2000-01-01 (``bad_timestamp``), and
-   - for live ticks, within ``max_clock_skew_s`` of the receipt time either way (``clock_skew``);
-   - for replayed, backfilled and synthetic ticks, not later than receipt time + ``max_clock_skew_s``
-     (``bad_timestamp``): history is fine, the future is not;
-7. (exchange, symbol, trade_id) was not accepted among the last ``dedup_window`` (at least; at most
+4. for live ticks, ``event_time`` is within ``max_clock_skew_s`` of the receipt time either way
+   (``clock_skew``); for replayed, backfilled and synthetic ticks, not later than receipt time +
+   ``max_clock_skew_s`` (``future_event_time``, as the bar job says of it): history is fine, the future
+   is not;
+5. (exchange, symbol, trade_id) was not accepted among the last ``dedup_window`` (at least; at most
    twice as many) trades of that exchange (``duplicate``).
 
-These are the constraints of ``tickflow.schemas.Tick`` (positive finite price and size, non-empty ids,
-known side) plus the producer's own (universe, clock, duplicates); the checks are plain comparisons so the
-hot path stays fast, and the tests assert that whatever passes here parses as a ``Tick``.
+Whatever passes here parses as a ``tickflow.schemas.Tick`` (the tests assert it).
 """
 
 from __future__ import annotations
@@ -27,17 +24,29 @@ import re
 from collections.abc import Hashable, Iterable
 from typing import Any, Final
 
-from producers.trades import DlqReason, TradeFields
-from tickflow.schemas import Side
+from producers.trades import TradeFields
 from tickflow.settings import Settings
+from tickflow.validity import TRADE_FIELD_RULES, DlqReason
 
-MIN_EVENT_TIME_US: Final = 946_684_800_000_000  # 2000-01-01T00:00:00Z
-MAX_TRADE_ID_CHARS: Final = 128
-MAX_RAW_SYMBOL_CHARS: Final = 64
 MAX_CACHED_SYMBOLS: Final = 10_000
-_INF: Final = float("inf")
-_SIDES: Final = frozenset(side.value for side in Side)
 _FIELDS: Final = tuple(TradeFields.__annotations__)
+_RULES: Final = tuple((rule.field, rule.reason, rule.accepts()) for rule in TRADE_FIELD_RULES)
+
+
+def _field_failure(trade: TradeFields) -> DlqReason | None:
+    """``missing_field`` when a field is absent, None or empty, else the reason of the first failing rule of
+    ``TRADE_FIELD_RULES``, else None.
+
+    Raises:
+        KeyError: a field is absent (the caller reports ``missing_field``).
+    """
+    values = [trade[name] for name in _FIELDS]  # type: ignore[literal-required]
+    if None in values or "" in values:
+        return DlqReason.MISSING_FIELD
+    for name, why, passes in _RULES:
+        if not passes(trade[name]):  # type: ignore[literal-required]
+            return why
+    return None
 
 
 class DedupWindow:
@@ -83,7 +92,7 @@ class TickValidator:
     ) -> tuple[list[TradeFields], list[tuple[TradeFields, DlqReason]]]:
         """Split ``trades`` into (accepted, [(rejected, reason)]), keeping their order; accepted trades are
         remembered for de-duplication. ``receipt_time`` is µs since the epoch; ``live`` selects the
-        clock-skew rule. Never raises. (One loop with the checks inlined: this is the producer's hot path.)
+        clock-skew rule. Never raises.
         """
         accepted: list[TradeFields] = []
         rejected: list[tuple[TradeFields, DlqReason]] = []
@@ -98,37 +107,20 @@ class TickValidator:
             try:
                 exchange = trade["exchange"]
                 symbol = trade["symbol"]
-                raw_symbol = trade["raw_symbol"]
-                price = trade["price"]
-                size = trade["size"]
-                side = trade["side"]
                 trade_id = trade["trade_id"]
                 event_time = trade["event_time"]
+                reason = _field_failure(trade)
             except KeyError:
                 rejected.append((trade, DlqReason.MISSING_FIELD))
                 continue
-            if type(exchange) is not str or not exchange or type(raw_symbol) is not str or not raw_symbol:
-                reason = DlqReason.MISSING_FIELD
-            elif (
-                type(symbol) is not str
-                or (symbol not in symbols and not self._admit(symbol))
-                or len(raw_symbol) > MAX_RAW_SYMBOL_CHARS
-            ):
+            if reason is not None:
+                pass  # reported below
+            elif symbol not in symbols and not self._admit(symbol):
                 reason = DlqReason.UNKNOWN_SYMBOL
-            elif type(price) is not float or not 0.0 < price < _INF:
-                reason = DlqReason.BAD_PRICE
-            elif type(size) is not float or not 0.0 < size < _INF:
-                reason = DlqReason.BAD_SIZE
-            elif type(side) is not str or side not in _SIDES:
-                reason = DlqReason.BAD_SIDE
-            elif type(trade_id) is not str or not trade_id or len(trade_id) > MAX_TRADE_ID_CHARS:
-                reason = DlqReason.BAD_TRADE_ID
-            elif type(event_time) is not int or event_time < MIN_EVENT_TIME_US:
-                reason = DlqReason.BAD_TIMESTAMP
             elif live and abs(event_time - receipt_time) > skew:
                 reason = DlqReason.CLOCK_SKEW
             elif not live and event_time > latest:
-                reason = DlqReason.BAD_TIMESTAMP
+                reason = DlqReason.FUTURE_EVENT_TIME
             else:
                 if exchange != window_exchange:
                     window_exchange = exchange
@@ -174,6 +166,7 @@ class TickValidator:
             DlqReason.BAD_SIDE: "side",
             DlqReason.BAD_TRADE_ID: "trade_id",
             DlqReason.BAD_TIMESTAMP: "event_time",
+            DlqReason.FUTURE_EVENT_TIME: "event_time",
             DlqReason.DUPLICATE: "trade_id",
         }.get(reason, "trade")
         return f"{reason.value}: {name}={values.get(name, values)!r:.200}"

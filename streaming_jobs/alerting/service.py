@@ -21,7 +21,6 @@ import pydantic
 import structlog
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 
-from producers.trades import DlqReason, raw_text
 from streaming_jobs.alerting import outbox
 from streaming_jobs.alerting.channels import (
     DeliveryError,
@@ -39,6 +38,7 @@ from streaming_jobs.anomalies.model import Anomaly
 from streaming_jobs.bars.sinks.kafka import make_producer, produce_all
 from streaming_jobs.indicators.sinks import dead_letter_record
 from tickflow.settings import Settings
+from tickflow.validity import DlqReason, raw_text
 
 log = structlog.get_logger(__name__)
 

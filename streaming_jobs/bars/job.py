@@ -94,7 +94,9 @@ def _trigger(writer: DataStreamWriter, interval: str, available_now: bool) -> Da
 def start_bar_job(spark: SparkSession, settings: Settings, *, available_now: bool = False) -> BarJob:
     """Start the ``bars`` and ``ticks`` queries on ``spark`` (the ticks query always runs: it owns the
     dead-letter topic; ``stream_store_ticks`` only decides whether it also fills ``tick_data``)."""
-    parsed: DataFrame = parse_ticks(read_topic(spark, settings, settings.topic_ticks))
+    parsed: DataFrame = parse_ticks(
+        read_topic(spark, settings, settings.topic_ticks), settings.max_clock_skew_s
+    )
     bars = compute_bars(
         valid_ticks(parsed), settings.interval_list, settings.watermark, delay_ms(settings.watermark)
     )

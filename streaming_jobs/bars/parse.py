@@ -1,17 +1,18 @@
 """Parse Kafka tick records (``tickflow.schemas`` wire format) with an explicit schema and classify them.
 
-Every record gets a ``reason`` (``None`` for a valid tick, else a ``producers.trades.DlqReason`` value) and
+Every record gets a ``reason`` (``None`` for a valid tick, else a ``tickflow.validity.DlqReason`` value) and
 a human-readable ``detail``. Checks, in order (the first failing one is reported):
 
 1. ``malformed``: empty value, not JSON, not an object, a field of the wrong JSON type (e.g. ``"price":
-   "abc"``), a ``v`` other than ``TICK_SCHEMA_VERSION``, or an unknown ``source``;
+   "abc"``), or a ``v`` other than ``TICK_SCHEMA_VERSION``;
 2. ``missing_field``: a wire field absent, null or an empty string;
-3. ``bad_price`` / ``bad_size``: not a finite number > 0;
-4. ``bad_side``: not one of ``tickflow.schemas.Side``;
-5. ``bad_timestamp``: ``event_time`` or ``receipt_time`` outside [2000-01-01, 2100-01-01) UTC.
+3. the rules of ``tickflow.validity.FIELD_RULES``, the table the producer's validator is built from too
+   (text bounds and control characters, price/size finite > 0, side, times in [2000, 2100), source);
+4. ``future_event_time``: ``event_time`` more than ``max_clock_skew_s`` after the record's Kafka timestamp
+   (the broker's log-append time on the tick topic), so that no record can move the watermark past now.
 
-These are the constraints of ``tickflow.schemas.Tick`` that the bar sinks and the ``tick_data`` table rely
-on, so a record that passes can never make a sink fail.
+A record that passes can never make a sink fail (a database that still refuses one sends it to the
+dead-letter topic as ``store_rejected``, see ``tick_store``).
 """
 
 from __future__ import annotations
@@ -22,8 +23,15 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, DoubleType, LongType, StringType, StructField, StructType
 
-from producers.trades import DlqReason
-from tickflow.schemas import TICK_SCHEMA_VERSION, TICK_WIRE_FIELDS, Side, TickSource
+from tickflow.schemas import TICK_SCHEMA_VERSION, TICK_WIRE_FIELDS
+from tickflow.validity import (
+    CONTROL_CHARS,
+    FIELD_RULES,
+    MAX_EVENT_TIME_US,
+    MIN_EVENT_TIME_US,
+    DlqReason,
+    FieldRule,
+)
 
 _SPARK_TYPES: Final[dict[str, DataType]] = {"str": StringType(), "float": DoubleType(), "int": LongType()}
 _CORRUPT: Final = "_corrupt_record"
@@ -34,16 +42,14 @@ TICK_SCHEMA: Final = StructType(
 )
 """Spark schema of a tick record, built from ``TICK_WIRE_FIELDS``, plus the corrupt-record column."""
 
-MIN_EVENT_TIME_US: Final = 946_684_800_000_000  # 2000-01-01T00:00:00Z
-MAX_EVENT_TIME_US: Final = 4_102_444_800_000_000  # 2100-01-01T00:00:00Z
-
 TICK_COLUMNS: Final[tuple[str, ...]] = tuple(name for name, _ in TICK_WIRE_FIELDS)
 SOURCE_COLUMNS: Final[tuple[str, ...]] = ("partition", "offset")
 """Kafka coordinates kept on every parsed tick (the tie-breaker of equal event times)."""
 
 
-def _checks(t: Column) -> list[tuple[Column, DlqReason, Column]]:
-    """(failure condition, reason, detail) in reporting order; ``t`` is the parsed struct."""
+def _checks(t: Column, record_time: Column, max_skew_us: int) -> list[tuple[Column, DlqReason, Column]]:
+    """(failure condition, reason, detail) in reporting order; ``t`` is the parsed struct, ``record_time``
+    the Kafka record timestamp."""
     text_fields = [name for name, kind in TICK_WIRE_FIELDS if kind == "str"]
     checks: list[tuple[Column, DlqReason, Column]] = [
         (
@@ -62,33 +68,38 @@ def _checks(t: Column) -> list[tuple[Column, DlqReason, Column]]:
         if name in text_fields:
             missing = missing | (F.length(t[name]) == 0)
         checks.append((missing, DlqReason.MISSING_FIELD, F.lit(f"missing or empty field {name}")))
-    checks += [
+    for rule in FIELD_RULES:
+        value = t[rule.field]
+        detail = F.concat(F.lit(f"{rule.field} "), value.cast("string"), F.lit(f" is not {rule.describe()}"))
+        checks.append((_fails(rule, value), rule.reason, detail))
+    ahead_us = t["event_time"] - F.unix_micros(record_time)
+    checks.append(
         (
-            ~t["source"].isin([s.value for s in TickSource]),
-            DlqReason.MALFORMED,
-            F.concat(F.lit("unknown source "), t["source"]),
-        ),
-        (
-            _not_positive(t["price"]),
-            DlqReason.BAD_PRICE,
-            F.concat(F.lit("price "), t["price"].cast("string")),
-        ),
-        (_not_positive(t["size"]), DlqReason.BAD_SIZE, F.concat(F.lit("size "), t["size"].cast("string"))),
-        (~t["side"].isin([s.value for s in Side]), DlqReason.BAD_SIDE, F.concat(F.lit("side "), t["side"])),
-    ]
-    for name in ("event_time", "receipt_time"):
-        out_of_range = (t[name] < MIN_EVENT_TIME_US) | (t[name] >= MAX_EVENT_TIME_US)
-        detail = F.concat(F.lit(f"{name} "), t[name].cast("string"), F.lit(" µs outside 2000..2100"))
-        checks.append((out_of_range, DlqReason.BAD_TIMESTAMP, detail))
+            ahead_us > max_skew_us,
+            DlqReason.FUTURE_EVENT_TIME,
+            F.concat(
+                F.lit("event_time "), (ahead_us / 1e6).cast("string"), F.lit(" s after the Kafka record")
+            ),
+        )
+    )
     return checks
 
 
-def _not_positive(value: Column) -> Column:
-    return F.isnan(value) | (value <= 0) | (value == float("inf"))
+def _fails(rule: FieldRule, value: Column) -> Column:
+    """The Spark condition under which a present, non-empty ``value`` fails ``rule``."""
+    if rule.check == "text":
+        return (F.length(value) > rule.max_chars) | value.rlike(CONTROL_CHARS)
+    if rule.check == "positive_finite":
+        return F.isnan(value) | (value <= 0) | (value == float("inf"))
+    if rule.check == "one_of":
+        return ~value.isin(sorted(rule.allowed))
+    return (value < MIN_EVENT_TIME_US) | (value >= MAX_EVENT_TIME_US)
 
 
-def parse_ticks(raw: DataFrame) -> DataFrame:
+def parse_ticks(raw: DataFrame, max_clock_skew_s: float) -> DataFrame:
     """Parse ``raw`` (columns of ``streaming_jobs.source.RAW_COLUMNS``) into one row per record.
+
+    ``max_clock_skew_s``: how far (s) a tick's event time may be ahead of its Kafka record timestamp.
 
     Output columns: the wire fields of ``TICK_WIRE_FIELDS`` (``event_time``/``receipt_time`` as integer µs),
     ``partition``, ``offset``, ``reason`` (null when valid), ``detail``, and ``key``/``value``/``topic``/
@@ -105,7 +116,8 @@ def parse_ticks(raw: DataFrame) -> DataFrame:
     t = F.col("_t")
     reason = F.lit(None).cast("string")
     detail = F.lit(None).cast("string")
-    for failed, why, text in reversed(_checks(t)):
+    max_skew_us = round(max_clock_skew_s * 1_000_000)
+    for failed, why, text in reversed(_checks(t, F.col("timestamp"), max_skew_us)):
         reason = F.when(failed, F.lit(why.value)).otherwise(reason)
         detail = F.when(failed, text).otherwise(detail)
     empty = F.col("value").isNull() | (F.length("value") == 0)

@@ -13,6 +13,7 @@ INSERT ... ON CONFLICT DO NOTHING), so they never pass through the driver; only 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -30,10 +31,11 @@ from streaming_jobs.bars import metrics
 from streaming_jobs.bars.parse import REJECT_COLUMNS, rejected_records
 from streaming_jobs.bars.sinks.kafka import Record, make_producer, produce_all
 from streaming_jobs.bars.sinks.postgres import TICK_DATA_COLUMNS, insert_ticks
-from streaming_jobs.bars.sinks.retry import with_retries
+from streaming_jobs.bars.sinks.retry import Refused, with_retries
 from streaming_jobs.source import RAW_SCHEMA
 from tickflow.schemas import json_dumps
 from tickflow.settings import Settings
+from tickflow.validity import DlqReason
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +47,8 @@ _OUTPUT_TYPE = StructType(
 )
 """Rows the executors return: rejected records (``stored`` null) and per task one count (the rest null)."""
 _OUTPUT_SCHEMA = to_arrow_schema(_OUTPUT_TYPE, timezone="UTC")
+_ALWAYS = frozenset({"reason", "partition", "offset"})
+"""Columns of the record every row keeps (the rest of the record goes to Python only when rejected)."""
 
 
 def dead_letter(row: dict[str, Any], dlq_topic: str) -> Record:
@@ -79,11 +83,51 @@ def _store_and_reject(settings: Settings, batches: Iterator[pa.RecordBatch]) -> 
             for n in TICK_DATA_COLUMNS
         ]
         rows = pa.RecordBatch.from_arrays(columns, names=list(TICK_DATA_COLUMNS))
-        stored += with_retries(settings, "tick_data", insert_ticks, settings.postgres_dsn, rows)
+        count, refused = _insert_isolating(settings, rows)
+        stored += count
+        if refused:
+            yield _refused_output(ticks, rows, refused)
         rejected = batch.filter(pc.invert(valid))
         if rejected.num_rows:
             yield _output(rejected.select(list(REJECT_COLUMNS)), None)
     yield _output(None, stored)
+
+
+def _insert_isolating(settings: Settings, rows: pa.RecordBatch) -> tuple[int, dict[int, str]]:
+    """Insert ``rows`` into ``tick_data`` (transient failures retried); when the database refuses the data,
+    halve the batch until the refused rows are isolated. Returns (rows stored, {row index: error})."""
+    try:
+        return with_retries(settings, "tick_data", insert_ticks, settings.postgres_dsn, rows), {}
+    except Refused as exc:
+        if rows.num_rows == 1:
+            return 0, {0: str(exc)}
+    half = rows.num_rows // 2
+    stored, refused = _insert_isolating(settings, rows.slice(0, half))
+    more, later = _insert_isolating(settings, rows.slice(half))
+    return stored + more, refused | {half + index: error for index, error in later.items()}
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _refused_output(ticks: pa.RecordBatch, rows: pa.RecordBatch, refused: dict[int, str]) -> pa.RecordBatch:
+    """Dead-letter rows (``store_rejected``) for the ticks the database refused: the tick as JSON text."""
+    indexes = pa.array(sorted(refused), pa.int64())
+    records = rows.take(indexes).to_pylist()
+    source = ticks.take(indexes)
+    values = [json_dumps({k: _plain(v) for k, v in r.items()}) for r in records]
+    columns = {
+        "reason": pa.array([DlqReason.STORE_REJECTED.value] * len(records)),
+        "detail": pa.array([f"tick_data refused the tick: {refused[i]}" for i in sorted(refused)]),
+        "key": pa.array([r["symbol"].encode() for r in records], pa.binary()),
+        "value": pa.array(values, pa.binary()),
+        "topic": pa.nulls(len(records), pa.string()),
+        "partition": source.column("partition"),
+        "offset": source.column("offset"),
+        "timestamp": pa.nulls(len(records), _UTC_MICROS),
+    }
+    return _output(pa.RecordBatch.from_pydict({n: columns[n] for n in REJECT_COLUMNS}), None)
 
 
 def _output(rejected: pa.RecordBatch | None, stored: int | None) -> pa.RecordBatch:
@@ -110,7 +154,7 @@ class TickBatchWriter:
             slim = parsed.select(  # the Kafka record goes to Python only when it is rejected
                 *TICK_DATA_COLUMNS,
                 *[
-                    F.when(is_rejected, F.col(c)).alias(c) if c != "reason" else F.col(c)
+                    F.when(is_rejected, F.col(c)).alias(c) if c not in _ALWAYS else F.col(c)
                     for c in REJECT_COLUMNS
                 ],
             )
@@ -120,7 +164,8 @@ class TickBatchWriter:
             output = rejected_records(parsed).toArrow()
         rejected = output.filter(pc.is_valid(output.column("reason"))).to_pylist()
         if rejected:
-            letters = [dead_letter(row, self.settings.topic_dlq) for row in rejected]
+            topic, dlq = self.settings.topic_ticks, self.settings.topic_dlq
+            letters = [dead_letter({**row, "topic": row["topic"] or topic}, dlq) for row in rejected]
             with_retries(self.settings, "dlq", produce_all, self._producer, letters)
             for row in rejected:
                 metrics.TICKS_REJECTED.labels(row["reason"]).inc()

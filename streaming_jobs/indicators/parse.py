@@ -33,9 +33,9 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from producers.trades import DlqReason
 from tickflow.intervals import Interval
 from tickflow.schemas import BAR_FIELDS, OHLCVBar
+from tickflow.validity import DlqReason
 
 _SPARK_TYPES: Final[dict[type, DataType]] = {
     str: StringType(),

@@ -50,8 +50,10 @@ def trade(**changes: Any) -> TradeFields:
         ({"size": 0.0}, DlqReason.BAD_SIZE),
         ({"size": math.nan}, DlqReason.BAD_SIZE),
         ({"side": "long"}, DlqReason.BAD_SIDE),
-        ({"trade_id": ""}, DlqReason.BAD_TRADE_ID),
+        ({"trade_id": ""}, DlqReason.MISSING_FIELD),
         ({"trade_id": 7}, DlqReason.BAD_TRADE_ID),
+        ({"trade_id": "12\x0034"}, DlqReason.BAD_TRADE_ID),
+        ({"symbol": "BTC-USD\x1b"}, DlqReason.UNKNOWN_SYMBOL),
         ({"trade_id": "x" * 129}, DlqReason.BAD_TRADE_ID),
         ({"symbol": "btc usd"}, DlqReason.UNKNOWN_SYMBOL),
         ({"raw_symbol": ""}, DlqReason.MISSING_FIELD),
@@ -80,7 +82,7 @@ def test_missing_field_and_history_rules() -> None:
     assert validator.check(old, NOW, live=True) is DlqReason.CLOCK_SKEW
     assert validator.check(old, NOW, live=False) is None
     future = trade(trade_id="9", event_time=NOW + 3_600_000_000)
-    assert validator.check(future, NOW, live=False) is DlqReason.BAD_TIMESTAMP
+    assert validator.check(future, NOW, live=False) is DlqReason.FUTURE_EVENT_TIME
 
 
 def test_symbol_universe() -> None:
@@ -202,8 +204,8 @@ HOSTILE: dict[str, st.SearchStrategy[Any]] = {
 }  # fmt: skip
 REASONS = {
     "number": {DlqReason.MISSING_FIELD, DlqReason.BAD_PRICE, DlqReason.BAD_SIZE},
-    "iso": {DlqReason.MISSING_FIELD, DlqReason.BAD_TIMESTAMP},
-    "epoch": {DlqReason.MISSING_FIELD, DlqReason.BAD_TIMESTAMP},
+    "iso": {DlqReason.MISSING_FIELD, DlqReason.BAD_TIMESTAMP, DlqReason.FUTURE_EVENT_TIME},
+    "epoch": {DlqReason.MISSING_FIELD, DlqReason.BAD_TIMESTAMP, DlqReason.FUTURE_EVENT_TIME},
     "side": {DlqReason.MISSING_FIELD, DlqReason.BAD_SIDE},
     "id": {DlqReason.MISSING_FIELD, DlqReason.BAD_TRADE_ID},
     "symbol": {DlqReason.MISSING_FIELD, DlqReason.UNKNOWN_SYMBOL},

@@ -62,13 +62,18 @@ CASES: list[tuple[bytes | None, str | None]] = [
     (variant(side="hold"), "bad_side"),
     (variant(event_time=0), "bad_timestamp"),
     (variant(receipt_time=4_200_000_000_000_000), "bad_timestamp"),
+    (variant(trade_id="55\u000012345"), "bad_trade_id"),  # valid JSON, but PostgreSQL text holds no NUL
+    (variant(raw_symbol="BTC\u001b[31m"), "unknown_symbol"),
+    (variant(trade_id="x" * 129), "bad_trade_id"),
+    (variant(event_time=GOOD.event_time + 31_000_000), "future_event_time"),  # 31 s after the record
+    (variant(event_time=4_070_908_800_000_000), "future_event_time"),  # 2099
 ]
 
 
 def test_every_record_is_parsed_or_rejected_with_its_reason(spark: SparkSession) -> None:
     received = datetime(2023, 9, 5, 16, tzinfo=UTC)
     rows = [(b"BTC-USD", value, "ticks", 0, offset, received, 0) for offset, (value, _) in enumerate(CASES)]
-    parsed = parse_ticks(spark.createDataFrame(rows, RAW_SCHEMA)).cache()
+    parsed = parse_ticks(spark.createDataFrame(rows, RAW_SCHEMA), 30.0).cache()
 
     reasons = {row["offset"]: row["reason"] for row in parsed.select("offset", "reason").collect()}
     assert reasons == {offset: reason for offset, (_, reason) in enumerate(CASES)}

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 from psycopg2.extras import execute_values
 
+from streaming_jobs.bars.sinks.retry import Refused
 from tickflow.schemas import BAR_FIELDS, OHLCVBar
 
 _COLUMNS: Final = ", ".join(BAR_FIELDS)
@@ -109,19 +110,22 @@ def insert_ticks(dsn: str, batch: pa.RecordBatch) -> int:
     (same primary key) are skipped. Returns the number of rows offered.
 
     Raises:
-        psycopg2.Error: the database refused or is unreachable.
+        Refused: the database refused the rows (a data or integrity error, e.g. a constraint).
+        psycopg2.Error: the database is unreachable or failed otherwise.
     """
     if batch.num_rows == 0:
         return 0
     buffer = io.BytesIO()
     pa_csv.write_csv(batch, buffer, pa_csv.WriteOptions(include_header=False))
     buffer.seek(0)
-    conn = psycopg2.connect(dsn)
+    conn = psycopg2.connect(dsn, connect_timeout=10)
     try:
         with conn, conn.cursor() as cur:
             cur.execute(_CREATE_TEMP_TICKS)
             cur.copy_expert(_COPY_TICKS, buffer)
             cur.execute(_MERGE_TICKS)
+    except (psycopg2.DataError, psycopg2.IntegrityError) as exc:
+        raise Refused((exc.pgerror or str(exc)).strip().splitlines()[0]) from exc
     finally:
         conn.close()
     return batch.num_rows
