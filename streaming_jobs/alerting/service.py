@@ -21,6 +21,7 @@ import pydantic
 import structlog
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 
+from producers.trades import raw_text
 from streaming_jobs.alerting import outbox
 from streaming_jobs.alerting.channels import (
     DeliveryError,
@@ -38,7 +39,7 @@ from streaming_jobs.anomalies.model import Anomaly
 from streaming_jobs.bars.sinks.kafka import make_producer, produce_all
 from streaming_jobs.indicators.sinks import dead_letter_record
 from tickflow.settings import Settings
-from tickflow.validity import DlqReason, raw_text
+from tickflow.validity import DlqReason
 
 log = structlog.get_logger(__name__)
 
