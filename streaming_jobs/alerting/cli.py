@@ -10,11 +10,15 @@ import typer
 
 def alerts(
     exit_when_idle: float | None = typer.Option(
-        None, "--exit-when-idle", metavar="SECONDS", help="Stop once no anomaly arrived for this long."
+        None,
+        "--exit-when-idle",
+        metavar="SECONDS",
+        help="Stop once no anomaly arrived and no alert waited for delivery for this long.",
     ),
 ) -> None:
     """Alerts for the anomalies on the anomalies topic: Slack-compatible webhook and e-mail, routed by
-    severity, one per (type, symbol) per `alert_cooldown_s`, retried, recorded in the `alerts` table."""
+    severity, one per (type, symbol) per `alert_cooldown_s`, recorded in the `alerts` table; an alert that
+    could not be delivered stays there and is retried until `alert_max_age_s`, also after a restart."""
     from streaming_jobs.alerting.service import run_alerts
     from tickflow.settings import get_settings
 

@@ -16,6 +16,7 @@ from confluent_kafka import Producer
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
+from streaming_jobs.alerting import outbox
 from streaming_jobs.alerting.record import Status
 from streaming_jobs.alerting.routing import Channel, Cooldown, route
 from streaming_jobs.alerting.service import Alerter, run_alerts
@@ -230,6 +231,25 @@ def test_webhook_outage_ends_in_exactly_one_delivery_across_a_restart(
         assert recorded(settings) == [("BTC-USD", "webhook", "sent", hook.requests)]
         assert run_alerts(settings, threading.Event(), exit_when_idle_s=0.5) == 0
     assert len(hook.bodies) == 1
+
+
+def test_an_attempt_cut_short_by_a_crash_is_not_sent_again(fresh_db: Settings, receivers: tuple) -> None:
+    """At most once: a claim whose alert service died mid-attempt may have been delivered, so it is given
+    up (``failed``, outcome unknown) instead of resent."""
+    hook, port, _ = receivers
+    settings = alert_settings(fresh_db, hook, port, alert_email_to=[], alert_timeout_s=0.25)
+    with psycopg2.connect(settings.postgres_dsn) as conn:
+        hook.failures = 1
+        assert [o.status for o in Alerter(settings, conn).handle(anomaly(0))] == [Status.PENDING]
+        crashed: list[outbox.Entry] = []
+        wait_until(lambda: bool(crashed.extend(outbox.claim_due(conn, 10)) or crashed), "the retry")
+        drain(Alerter(settings, conn))  # the restarted service
+        with conn.cursor() as cur:
+            cur.execute("SELECT error FROM alerts")
+            assert cur.fetchall() == [(outbox.OUTCOME_UNKNOWN,)]
+    conn.close()
+    assert hook.requests == 1 and hook.bodies == []
+    assert recorded(settings) == [("BTC-USD", "webhook", "failed", 1)]
 
 
 SECRET_TOKEN = "T0001/B0002/s3cr3tT0k3n"
