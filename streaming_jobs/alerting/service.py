@@ -45,6 +45,9 @@ log = structlog.get_logger(__name__)
 
 OUTBOX_BATCH = 50
 """Most alerts one :meth:`Alerter.deliver_due` round attempts."""
+ROUND_BUDGET_S = 30.0
+"""A round claims no further alert after this long (s), so the consumer keeps polling well within Kafka's
+``max.poll.interval.ms`` (300 s) even while a receiver times out on every attempt."""
 
 
 @dataclass(frozen=True)
@@ -101,8 +104,9 @@ class Alerter:
         ]
 
     def deliver_due(self) -> list[tuple[tuple, Outcome]]:
-        """One delivery round of the outbox: give up stale claims, then claim and attempt up to
-        :data:`OUTBOX_BATCH` due alerts, recording each attempt.
+        """One delivery round of the outbox: give up stale claims, then claim and attempt due alerts one by
+        one (oldest first), recording each attempt, until none is due, :data:`OUTBOX_BATCH` were attempted
+        or :data:`ROUND_BUDGET_S` has passed.
 
         Returns:
             (row key, outcome) of each attempt.
@@ -111,7 +115,12 @@ class Alerter:
         if outbox.give_up_stale_claims(self._conn, s.alert_timeout_s):
             log.warning("alerts given up: their attempt was cut short", error=outbox.OUTCOME_UNKNOWN)
         results = []
-        for entry in outbox.claim_due(self._conn, OUTBOX_BATCH):
+        deadline = time.monotonic() + ROUND_BUDGET_S
+        while len(results) < OUTBOX_BATCH and time.monotonic() < deadline:
+            claimed = outbox.claim_due(self._conn, 1)  # one at a time: a claim is never left unattempted
+            if not claimed:
+                break
+            entry = claimed[0]
             subject = entry.message.split("\n", 1)[0]
             try:
                 self._senders[entry.channel].send(subject, entry.message)
