@@ -6,7 +6,9 @@ dynamics; ``sigma`` annualised), rounded to a tick of about 1e-5 of the start pr
 Poisson process of ``rate`` trades/s spread over the symbols, with bursts: each batch is a burst with
 probability ``burst_probability``, when the rate is ``burst_factor`` times higher. Sizes are log-normal
 (heavy right tail, like real trade sizes), rounded to 1e-8 and at least 1e-8. The taker side leans with
-the price move (``buy`` with probability 0.6 on an up-move). Deterministic for a given ``seed``.
+the price move (``buy`` with probability 0.6 on an up-move). Deterministic for a given ``seed`` and start
+time. Trade ids count up per symbol from the start time in µs, so a restarted source never reuses an id
+(the bar job de-duplicates on (exchange, symbol, trade_id)).
 Numpy generates whole batches, so one core makes several hundred thousand trades per second.
 """
 
@@ -73,7 +75,7 @@ class SyntheticSource:
         self._mean_log_size = np.log(config.mean_size_quote / start) - config.size_log_sigma**2 / 2
         self._clock_us = float(start_us if start_us is not None else now_us())
         self._last_us = np.full(len(self._symbols), self._clock_us)
-        self._next_id = np.ones(len(self._symbols), dtype=np.int64)
+        self._next_id = np.full(len(self._symbols), int(self._clock_us), dtype=np.int64)
 
     def batch(self, n: int = BATCH) -> list[TradeFields]:
         """The next ``n`` trades in event-time order."""

@@ -87,7 +87,7 @@ def trace(figure: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def times(values: Any) -> list[pd.Timestamp]:
-    return [pd.Timestamp(v) for v in array(values)]
+    return [pd.Timestamp(str(v)) for v in array(values)]
 
 
 def api_items(api: httpx.Client, path: str, **params: Any) -> pd.DataFrame:

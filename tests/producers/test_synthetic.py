@@ -36,7 +36,7 @@ def test_gbm_statistics_and_shapes() -> None:
     assert np.all(prices > 0) and all(round(p, 1) == p for p in prices)  # tick 0.1 for a 26,000 price
     sizes = np.array([t["size"] for t in trades])
     assert np.all(sizes >= 1e-8) and np.percentile(sizes, 99) > 10 * np.median(sizes)  # heavy right tail
-    assert [t["trade_id"] for t in trades[:3]] == ["1", "2", "3"]
+    assert [t["trade_id"] for t in trades[:3]] == [str(START + i) for i in range(3)]  # ids from the start
     assert {t["side"] for t in trades} == {"buy", "sell"}
 
 
@@ -60,7 +60,7 @@ def test_synthetic_ticks_in_kafka(fresh_topics: Settings) -> None:
         partitions[tick.symbol].add(record.partition)
         ids[tick.symbol].append(int(tick.trade_id))
     assert set(partitions) == set(SYMBOLS) and all(len(p) == 1 for p in partitions.values())
-    assert all(i == list(range(1, len(i) + 1)) for i in ids.values())  # per symbol: complete, in order
+    assert all(i == list(range(i[0], i[0] + len(i))) for i in ids.values())  # per symbol: complete, in order
 
 
 def test_paced_run_follows_the_rate(fresh_topics: Settings) -> None:
