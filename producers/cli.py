@@ -59,25 +59,57 @@ def _run_live(
     asyncio.run(main())
 
 
+def _run_failover(settings: Settings, exchanges: list[str], symbols: list[str]) -> None:
+    from producers.failover import FailoverStreamer
+    from producers.shutdown import stop_on_signals
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        streamer = FailoverStreamer(settings, exchanges, symbols)
+        with stop_on_signals(lambda: loop.call_soon_threadsafe(stop.set)):
+            report = await streamer.run(stop)
+        for name, provider in report.providers.items():
+            typer.echo(f"[{name}] held={provider.live.held} connections={provider.connections}")
+            _report(provider.live)
+        typer.echo(f"failovers={len(report.switches)} active={streamer.active}")
+
+    asyncio.run(main())
+
+
 @produce_app.command("live")
 def live(
     exchange: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="coinbase, binance, binance_us, binance_futures, kraken, bitstamp, okx, bybit, "
             "bybit_linear, bybit_inverse, bitfinex, polygon."
         ),
-    ],
+    ] = None,
+    exchanges: Annotated[
+        str | None,
+        typer.Option(
+            help="Failover: comma-separated exchanges, best first (`coinbase,kraken,bitstamp`); one active "
+            "provider per symbol, the next one takes over when it is down."
+        ),
+    ] = None,
     symbols: SymbolsOption = None,
     ws_url: Annotated[str | None, typer.Option(help="Override the exchange's websocket URL.")] = None,
     rest_url: Annotated[str | None, typer.Option(help="Override the exchange's REST URL (backfill).")] = None,
     metrics_port: MetricsOption = None,
 ) -> None:
-    """Stream trades from an exchange's public websocket feed (Ctrl-C flushes and stops)."""
+    """Stream trades from an exchange's public websocket feed, or from several with failover (Ctrl-C
+    flushes and stops)."""
+    names = [n.strip() for n in (exchanges or "").split(",") if n.strip()]
+    if (exchange is None) == (not names):
+        raise typer.BadParameter("give either --exchange or --exchanges")
     settings = get_settings()
     _serve_metrics(metrics_port, settings)
     try:
-        _run_live(settings, exchange, _symbols(symbols, settings), ws_url, rest_url)
+        if names:
+            _run_failover(settings, names, _symbols(symbols, settings))
+        else:
+            _run_live(settings, str(exchange), _symbols(symbols, settings), ws_url, rest_url)
     except ValueError as exc:
         typer.secho(str(exc), fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from exc

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import orjson
@@ -33,14 +33,16 @@ def now_us() -> int:
 @dataclass
 class IngestStats:
     """What a source run did. ``produced`` ticks went to ``topic_ticks``; ``rejected`` counts by reason
-    (all but ``duplicate`` also went to ``topic_dlq``); ``delivered``/``delivery_failures`` are broker
-    acknowledgements of both topics, final once the producer was flushed."""
+    (all but ``duplicate`` also went to ``topic_dlq``); ``held`` valid ticks a failover gate kept back (a
+    standby provider's); ``delivered``/``delivery_failures`` are broker acknowledgements of both topics,
+    final once the producer was flushed."""
 
     source: str
     messages: int = 0
     trades_in: int = 0
     produced: int = 0
     ignored: int = 0
+    held: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     delivered: int = 0
     delivery_failures: int = 0
@@ -78,7 +80,9 @@ class TickPipeline:
     """Validates parsed trades of one source and exchange and hands them to a ``TickProducer``.
 
     Pipelines that feed the same exchange (live and backfill) must share one ``validator`` so that
-    de-duplication spans both.
+    de-duplication spans both. A ``gate`` (failover) receives the validated, completed trades of each batch
+    and returns those to produce now; it keeps the others (counted as ``held``) and may release them later
+    with ``produce_accepted``.
     """
 
     def __init__(
@@ -92,6 +96,8 @@ class TickPipeline:
     ) -> None:
         self.validator = validator or TickValidator(settings)
         self.quality = quality
+        self.gate: Callable[[list[TradeFields]], list[TradeFields]] | None = None
+        self.last_accepted = 0
         self.stats = IngestStats(source.value)
         self._producer = producer
         self._source = source
@@ -134,20 +140,33 @@ class TickPipeline:
             trade["v"] = TICK_SCHEMA_VERSION  # type: ignore[typeddict-unknown-key]
             trade["receipt_time"] = receipt_time  # type: ignore[typeddict-unknown-key]
             trade["source"] = source  # type: ignore[typeddict-unknown-key]
-        keys = [trade["symbol"].encode() for trade in accepted]
-        self._producer.send_many(self._topic, map(orjson.dumps, accepted), keys)
+        self.last_accepted = len(accepted)
+        if self.gate is not None and accepted:
+            sending = self.gate(accepted)
+            self.stats.held += len(accepted) - len(sending)
+        else:
+            sending = accepted
         for trade, reason in rejected:
             self._reject_trade(trade, reason, receipt_time, raw)
         seen = len(accepted) + len(rejected)
         self.stats.trades_in += seen
-        self.stats.produced += len(accepted)
         self._in.inc(seen)
-        self._out.inc(len(accepted))
-        return len(accepted)
+        return self.produce_accepted(sending)
+
+    def produce_accepted(self, trades: list[TradeFields]) -> int:
+        """Send trades this pipeline already validated and completed (a gate's held trades, released);
+        returns how many."""
+        keys = [trade["symbol"].encode() for trade in trades]
+        self._producer.send_many(self._topic, map(orjson.dumps, trades), keys)
+        self.stats.produced += len(trades)
+        self._out.inc(len(trades))
+        return len(trades)
 
     def accept_one(self, trade: TradeFields, receipt_time: int, raw: str | bytes | None = None) -> bool:
-        """``submit_trades`` for a single trade; True when it was produced."""
-        return self.submit_trades((trade,), receipt_time, raw) == 1
+        """``submit_trades`` for a single trade; True when it passed validation (produced, or held by the
+        gate)."""
+        self.submit_trades((trade,), receipt_time, raw)
+        return self.last_accepted == 1
 
     def _reject_trade(
         self, trade: TradeFields, reason: DlqReason, receipt_time: int, raw: str | bytes | None

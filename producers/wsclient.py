@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -64,6 +65,8 @@ class WebSocketClient:
     ) -> None:
         self.url = url
         self.connections = 0
+        self.connected = False
+        self.changed_at = time.monotonic()  # when ``connected`` last changed (monotonic s)
         self._subscribe = subscribe
         self._on_message = on_message
         self._policy = policy
@@ -103,15 +106,23 @@ class WebSocketClient:
                 close_timeout=2.0,
             ) as ws:
                 self.connections += 1
+                self._set_connected(True)
                 log.info(
                     "websocket connected", exchange=self._name, url=self.url, connection=self.connections
                 )
-                return await self._stream(ws, stop)
+                try:
+                    return await self._stream(ws, stop)
+                finally:
+                    self._set_connected(False)
         except InvalidURI:
             raise
         except (OSError, InvalidHandshake, TimeoutError) as exc:
             log.warning("websocket connect failed", exchange=self._name, url=self.url, error=str(exc))
             return "connect_failed"
+
+    def _set_connected(self, connected: bool) -> None:
+        self.connected = connected
+        self.changed_at = time.monotonic()
 
     async def _stream(self, ws: ClientConnection, stop: asyncio.Event) -> str:
         received = 0

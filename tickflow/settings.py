@@ -241,6 +241,20 @@ class Settings(BaseSettings):
     quality_stale_after_s: float = Field(
         60.0, gt=0, description="Quality score: silence (s) that costs the whole staleness weight."
     )
+    failover_down_after_s: float = Field(
+        10.0,
+        gt=0,
+        description="Failover: a provider disconnected this long, or silent this long on a symbol while "
+        "another provider trades it, is down (s).",
+    )
+    failover_hysteresis_s: float = Field(
+        60.0,
+        ge=0,
+        description="Failover: a better-ranked provider healthy this long takes a symbol back (s).",
+    )
+    failover_min_score: float = Field(
+        0.0, ge=0, le=1, description="Failover: a provider whose quality score is below this is unhealthy."
+    )
     quality_latency_budget_ms: float = Field(
         2000.0, gt=0, description="Quality score: mean ingest latency (ms) costing the whole latency weight."
     )

@@ -18,6 +18,7 @@ class AnomalyType(StrEnum):
     RSI_EXTREME = "rsi_extreme"  # RSI 14 overbought or oversold
     PIPELINE_LATENCY = "pipeline_latency"  # tick receipt to bar visible too slow
     RETURN_ZSCORE = "return_zscore"  # bar return far outside the rolling distribution of returns
+    FEED_FAILOVER = "feed_failover"  # the producer switched a symbol's provider (published by producers)
 
 
 class Severity(StrEnum):
