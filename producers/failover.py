@@ -12,8 +12,8 @@ or its quality score (``tickflow.quality``) is below ``failover_min_score``. Che
 ``CHECK_INTERVAL_S``:
 
 - the active provider is down -> the best-ranked healthy one takes over at once;
-- a provider ranked above the active one has been healthy for ``failover_hysteresis_s`` -> it takes back
-  over (hysteresis: a provider that flaps never stays healthy long enough to take over).
+- a provider ranked above the active one has been healthy and connected for ``failover_hysteresis_s`` ->
+  it takes back over (hysteresis: a provider that flaps never stays up long enough to take over).
 
 At a switch the new provider's held trades newer (by event time) than the last published tick of the symbol
 are published first, so the interval in which the old provider was failing is covered without a tick lost
@@ -187,15 +187,23 @@ class FailoverStreamer:
                     since[symbol] = now
             current = self.active[symbol]
             if reasons[current] is not None:
-                best = next((n for n in self.order if n != current and reasons[n] is None), None)
+                best = next((n for n in self.order if n != current and self._eligible(n, reasons)), None)
                 if best is not None:
                     self._switch(symbol, current, best, reasons[current] or "down", now)
                 continue
             for name in self.order[: self.order.index(current)]:
                 healthy_since = self.providers[name].healthy_since.get(symbol)
-                if healthy_since is not None and now - healthy_since >= self._settings.failover_hysteresis_s:
+                if healthy_since is None or not self._eligible(name, reasons):
+                    continue
+                streak_since = max(healthy_since, self.providers[name].streamer.client.changed_at)
+                if now - streak_since >= self._settings.failover_hysteresis_s:
                     self._switch(symbol, current, name, "recovered", now)
                     break
+
+    def _eligible(self, name: str, reasons: Mapping[str, str | None]) -> bool:
+        """May take a symbol over: healthy and connected now (a provider within its disconnect grace is not
+        down yet, but is no candidate either; a reconnect starts a new healthy streak)."""
+        return reasons[name] is None and self.providers[name].streamer.client.connected
 
     def _switch(self, symbol: str, old: str, new: str, reason: str, now: float) -> None:
         self.active[symbol] = new

@@ -202,3 +202,65 @@ def test_failover_switches_and_switches_back(shared_data: Path, fresh_topics: Se
         ("feed_failover", "kraken", "coinbase"),
         ("feed_failover", "coinbase", "kraken"),
     ]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_hysteresis_and_quality_without_network(fresh_topics: Settings) -> None:
+    """The decision rules alone, on a fake clock: a better provider that flaps never takes back over; one
+    whose quality score is below ``failover_min_score`` is passed over."""
+    settings = fresh_topics.model_copy(
+        update={"failover_down_after_s": 2.0, "failover_hysteresis_s": 5.0, "failover_min_score": 0.85}
+    )
+    clock = FakeClock()
+    streamer = FailoverStreamer(settings, ["coinbase", "kraken", "bitstamp"], [SYMBOL], clock=clock)
+    clients = {name: p.streamer.client for name, p in streamer.providers.items()}
+
+    def connected(name: str, up: bool) -> None:
+        clients[name].connected = up
+        clients[name].changed_at = clock.now
+
+    def trade_all(*names: str) -> None:
+        for name in names:
+            streamer.providers[name].last_trade[SYMBOL] = clock.now
+
+    for name in clients:
+        connected(name, True)
+    for _ in range(10):  # all healthy: coinbase stays active
+        clock.now += 0.5
+        trade_all("coinbase", "kraken", "bitstamp")
+        streamer.check()
+    assert streamer.active[SYMBOL] == "coinbase" and not streamer.switches
+
+    connected("coinbase", False)
+    clock.now += 2.0
+    streamer.check()
+    assert streamer.active[SYMBOL] == "kraken" and streamer.switches[-1].reason == "disconnected"
+
+    for _ in range(6):  # coinbase flaps: up 3 s, down 1 s, never healthy for the 5 s of hysteresis
+        connected("coinbase", True)
+        for _ in range(6):
+            clock.now += 0.5
+            trade_all("coinbase", "kraken", "bitstamp")
+            streamer.check()
+        connected("coinbase", False)
+        clock.now += 1.0
+        trade_all("kraken", "bitstamp")
+        streamer.check()
+    assert streamer.active[SYMBOL] == "kraken" and len(streamer.switches) == 1
+
+    # kraken's dead letters cost it their whole weight (0.2): 0.8 < 0.85, so bitstamp takes over
+    streamer.quality.accepted([{"exchange": "kraken", "symbol": SYMBOL, "event_time": 0}], 0, live=False)
+    for _ in range(20):
+        streamer.quality.dead_letter("kraken", SYMBOL, normalised=True)
+    clock.now += 0.1
+    trade_all("kraken", "bitstamp")
+    streamer.check()
+    assert streamer.active[SYMBOL] == "bitstamp" and streamer.switches[-1].reason == "low_quality"
+    streamer.producer.flush()
