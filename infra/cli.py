@@ -53,7 +53,7 @@ def run(
         typer.echo(f"migrations applied: {', '.join(applied) or 'none (up to date)'}")
         create_topics(settings)
         typer.echo("Starting the pipeline (Ctrl-C stops it and the local stack)...")
-        rc = run_processes(procfile, settings.state_dir / "logs" / "run.log")
+        rc = run_processes(procfile, settings.state_dir / "logs" / "run.log", settings.run_stop_grace_s)
     except ServiceError as exc:
         typer.secho(str(exc), fg=typer.colors.RED, err=True)
         rc = 1

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
         "whose URL is not on loopback is never started.",
     )
     service_start_timeout_s: float = Field(30.0, description="How long `stack up` waits for each service.")
+    run_stop_grace_s: float = Field(
+        75.0,
+        gt=0,
+        description="How long `tickflow run` lets each process stop after SIGTERM before SIGKILL (s); the "
+        "Spark jobs finish their running micro-batch first (up to 60 s).",
+    )
 
     # --- Kafka ---------------------------------------------------------------------------------------
     kafka_bootstrap_servers: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers.")

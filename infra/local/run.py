@@ -36,6 +36,11 @@ LAST_LINES: Final = 8
 _LINE = re.compile(r"^\d\d:\d\d:\d\d (?P<name>\S+)\s+\| (?P<text>.*)$")
 _STOPPED = re.compile(r"^(?P<name>\S+) stopped \(rc=(?P<rc>-?\d+)\)$")
 _SIGNAL_RECEIVED = re.compile(r"^SIG(INT|TERM) received$")
+_HONCHO: Final = (
+    "import sys, honcho.command, honcho.manager; honcho.manager.KILL_WAIT = float(sys.argv[1]); "
+    "sys.argv = ['honcho', *sys.argv[2:]]; honcho.command.main()"
+)
+"""honcho's command line with its grace period between SIGTERM and SIGKILL set (it has no option)."""
 _STOPPED_BY_SIGNAL: Final = frozenset({0, 130, 143})
 """honcho's exit codes after a clean stop, SIGINT and SIGTERM."""
 
@@ -66,8 +71,13 @@ def taken_ports(settings: Settings, host: str = "127.0.0.1") -> list[str]:
     return problems
 
 
-def run_processes(procfile: Path, log_file: Path, echo: Callable[[str], None] = print) -> int:
+def run_processes(
+    procfile: Path, log_file: Path, stop_grace_s: float = 75.0, echo: Callable[[str], None] = print
+) -> int:
     """Run ``honcho start -f procfile`` until it returns; sweep what is left; report who died.
+
+    ``stop_grace_s``: how long honcho waits after its SIGTERM before it SIGKILLs a process (honcho's own
+    ``KILL_WAIT``, 5 s, would cut a Spark job's running micro-batch).
 
     Returns:
         0 after a clean Ctrl-C; else the exit code of the process that stopped on its own (1 when that was
@@ -75,7 +85,7 @@ def run_processes(procfile: Path, log_file: Path, echo: Callable[[str], None] = 
     """
     run_id = uuid.uuid4().hex
     env = {**os.environ, RUN_ID_ENV: run_id, "PYTHONUNBUFFERED": "1"}
-    honcho = [sys.executable, "-m", "honcho", "--no-colour", "start", "-f", str(procfile)]
+    honcho = [sys.executable, "-c", _HONCHO, str(stop_grace_s), "--no-colour", "start", "-f", str(procfile)]
     tails: dict[str, collections.deque[str]] = collections.defaultdict(lambda: collections.deque(maxlen=20))
     died: list[tuple[str, int]] = []
     stopping = threading.Event()
@@ -89,10 +99,11 @@ def run_processes(procfile: Path, log_file: Path, echo: Callable[[str], None] = 
 
     def watchdog() -> None:
         """A child that keeps honcho's output pipe open (one it forked into another session) would keep
-        honcho waiting for ever: once stopping, give honcho ``SWEEP_GRACE_S``, then sweep."""
+        honcho waiting for ever: once stopping, give honcho its grace period and ``SWEEP_GRACE_S``, then
+        sweep."""
         stopping.wait()
         try:
-            proc.wait(timeout=SWEEP_GRACE_S)
+            proc.wait(timeout=stop_grace_s + SWEEP_GRACE_S)
         except subprocess.TimeoutExpired:
             left.extend(sweep(run_id))
 

@@ -10,7 +10,9 @@ from tests.conftest import free_port, make_state_dir, stack_settings
 
 
 def test_a_taken_port_is_named_before_anything_starts() -> None:
-    settings = stack_settings(make_state_dir(), api_port=free_port(), dashboard_port=free_port())
+    ports = ("api_port", "dashboard_port", "producer_metrics_port", "bars_metrics_port")
+    ports += ("indicators_metrics_port",)
+    settings = stack_settings(make_state_dir(), **{name: free_port() for name in ports})
     assert taken_ports(settings) == []
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", settings.dashboard_port))
@@ -28,7 +30,7 @@ def test_the_process_that_died_is_named_with_its_last_lines(tmp_path: Path) -> N
         "broken: sh -c 'sleep 2; echo cannot reach the store; exit 3'\n"
     )
     lines: list[str] = []
-    rc = run_processes(procfile, tmp_path / "run.log", echo=lines.append)
+    rc = run_processes(procfile, tmp_path / "run.log", stop_grace_s=2.0, echo=lines.append)
     assert rc == 3
     report = lines[lines.index("tickflow run: broken.1 stopped on its own (rc=3); its last lines:") :]
     assert report[1].strip() == "cannot reach the store"

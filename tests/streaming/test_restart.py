@@ -32,7 +32,7 @@ SUPERVISOR = [
     sys.executable,
     "-c",
     "import sys; from pathlib import Path; from infra.local.run import run_processes; "
-    "sys.exit(run_processes(Path(sys.argv[1]), Path(sys.argv[2])))",
+    "sys.exit(run_processes(Path(sys.argv[1]), Path(sys.argv[2]), 75.0))",
 ]
 
 
@@ -73,7 +73,7 @@ def run_until(settings: Settings, procfile: Path, log: Path, condition: Callable
         wait_for(condition, run, log, timeout_s=300)
     finally:
         os.killpg(run.pid, signal.SIGINT)
-        assert run.wait(90) == 0, log.read_text()[-4000:]
+        assert run.wait(120) == 0, log.read_text()[-4000:]
     return log.read_text()
 
 
