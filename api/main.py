@@ -19,7 +19,7 @@ from api.fastlane import LatestFastPath
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.pagination import InvalidCursorError
 from api.resources import open_resources
-from api.routers import health, market, sources, ws
+from api.routers import health, market, ml, sources, ws
 from tickflow.settings import Settings, get_settings
 
 log = structlog.get_logger(__name__)
@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(market.router)
     app.include_router(health.router)
     app.include_router(sources.router)
+    app.include_router(ml.router)
     app.include_router(ws.router)
     app.add_exception_handler(psycopg2.Error, _database_unavailable)
     app.add_exception_handler(InvalidCursorError, _invalid_cursor)

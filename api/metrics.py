@@ -15,6 +15,8 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tickflow.latency import stage_histogram
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -63,6 +65,8 @@ class ApiMetrics:
         self.pubsub_messages = Counter(
             "tickflow_api_pubsub_messages_total", "Redis pub/sub messages received.", ["kind"], registry=r
         )
+        self.stage_latency = stage_histogram(r)
+        """``tickflow_stage_latency_seconds{stage="broker"}``: receipt -> Kafka append (the tick feed)."""
 
 
 class MetricsMiddleware:

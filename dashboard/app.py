@@ -54,8 +54,17 @@ def create_app(settings: Settings | None = None) -> Dash:
         Input("symbol", "value"),
         Input("interval", "value"),
         Input("range", "value"),
+        Input("anomaly-types", "value"),
+        Input("anomaly-severities", "value"),
     )
-    def refresh_chart(_: int | None, symbol: str, interval: str, range_key: str) -> tuple[object, ...]:
+    def refresh_chart(
+        _: int | None,
+        symbol: str,
+        interval: str,
+        range_key: str,
+        types: list[str] | None = None,
+        severities: list[str] | None = None,
+    ) -> tuple[object, ...]:
         view = load_chart(api, symbol, interval, range_key)
         notice, notice_class = layout.notice(view.notices)
         return (
@@ -64,7 +73,7 @@ def create_app(settings: Settings | None = None) -> Dash:
             layout.status(view.received_at, view.stale),
             notice,
             notice_class,
-            layout.anomalies_table(symbol, view.anomalies),
+            layout.anomalies_table(symbol, layout.filter_anomalies(view.anomalies, types, severities)),
         )
 
     @app.callback(
@@ -80,6 +89,6 @@ def create_app(settings: Settings | None = None) -> Dash:
         except FetchError:
             bars = None
         newest = None if bars is None or bars.empty else bars.iloc[-1]
-        return layout.health_cards(monitor.cards(newest, interval))
+        return layout.health_cards(monitor.cards(newest, interval, symbol=symbol))
 
     return app

@@ -1,4 +1,5 @@
-"""The pipeline-health panel: ingest rate, bar freshness, end-to-end latency, consumer lag and API readiness.
+"""The pipeline-health panel: ingest rate, bar freshness, end-to-end and per-stage latency, consumer lag and
+API readiness.
 
 Figures come from the services' Prometheus endpoints (``dashboard.source.metrics_urls``) and from the
 newest bar the API serves. A metric that no reachable endpoint exports shows as unknown with the reason,
@@ -10,8 +11,14 @@ Metrics read (see ``producers/metrics.py``, ``streaming_jobs/bars/metrics.py``, 
   fast-path ``tickflow_api_ticks_consumed_total``; ticks per second.
 - bar freshness: ``tickflow_bars_freshness_seconds`` (window end until the revision is in Redis), mean of
   the observations between two scrapes (since the bars job started when there were none).
-- consumer lag: ``tickflow_bars_consumer_lag_records`` or ``kafka_consumergroup_lag`` (records), when
-  exported.
+- consumer lag: ``tickflow_bars_consumer_lag_records{query, topic}`` (Spark queries, from their progress) and
+  ``tickflow_consumer_group_lag_records{group, topic}`` (consumer groups; ``streaming_jobs/lag.py``), records,
+  the total and each reader.
+- stage latency: ``tickflow_stage_latency_seconds{stage}`` (ingest, broker; mean between two
+  scrapes) and the bar-freshness watchdog's ``tickflow_bar_freshness_lag_seconds``.
+- prediction: what `tickflow ml serve` does for the chart's series (``/api/v1/ml/status``): waiting for N
+  more final bars, training, or predicting every final bar with a model version and the live walk-forward
+  score of its served predictions (RMSE vs the naive forecast, band coverage vs its nominal level).
 - end-to-end latency: newest bar's ``updated_at - last_trade_time`` (its latest trade's event time until
   the revision was stored), and the last bar update: ``now - updated_at``, both from the API.
 """
@@ -38,7 +45,10 @@ INGEST_COUNTERS: Final = (
     ("tickflow_api_ticks_consumed_total", "API tick feed"),
 )
 FRESHNESS: Final = "tickflow_bars_freshness_seconds"
-LAG_GAUGES: Final = ("tickflow_bars_consumer_lag_records", "kafka_consumergroup_lag")
+LAG_GAUGES: Final = ("tickflow_bars_consumer_lag_records", "tickflow_consumer_group_lag_records")
+STAGE_LATENCY: Final = "tickflow_stage_latency_seconds"
+STAGES: Final = (("ingest", "ingest"), ("broker", "broker"))
+WATCHDOG_LAG: Final = "tickflow_bar_freshness_lag_seconds"
 
 
 @dataclass(frozen=True)
@@ -142,17 +152,51 @@ class HealthMonitor:
         self._deltas.update(received, samples)
         return samples, unreachable
 
-    def cards(self, newest_bar: pd.Series | None, interval: str, now: datetime | None = None) -> list[Card]:
-        """Every card, for the chart's interval and its newest bar (a ``bars_frame`` row, None: no bars)."""
+    def cards(
+        self,
+        newest_bar: pd.Series | None,
+        interval: str,
+        now: datetime | None = None,
+        symbol: str | None = None,
+    ) -> list[Card]:
+        """Every card, for the chart's interval and its newest bar (a ``bars_frame`` row, None: no bars);
+        with ``symbol``, also what the prediction service does for the chart's series."""
         samples, unreachable = self.scrape()
         note = f"unreachable: {', '.join(unreachable)}" if unreachable else "not exported"
         return [
             self._ready_card(),
+            *([self._prediction_card(symbol, interval)] if symbol else []),
             self._ingest_card(samples, note),
             self._freshness_card(samples, interval, note),
             *latency_cards(newest_bar, interval, now or datetime.now(UTC)),
+            self._stage_card(samples, note),
             lag_card(samples, note),
         ]
+
+    def _stage_card(self, samples: Samples, note: str) -> Card:
+        """Mean latency per stage between the last two scrapes (else since start), worst level wins."""
+        parts, levels = [], []
+        for stage, label in STAGES:
+            total, count = (
+                f'{STAGE_LATENCY}_sum{{stage="{stage}"}}',
+                f'{STAGE_LATENCY}_count{{stage="{stage}"}}',
+            )
+            if not samples.get(count):
+                continue
+            sums, counts = self._deltas.delta(total), self._deltas.delta(count)
+            if sums and counts and counts[0] > 0:
+                mean = sums[0] / counts[0]
+            else:
+                mean = samples[total] / samples[count]
+            parts.append(f"{label} {format_duration(mean)}")
+            levels.append(_level(mean, 0.1, 1.0))
+        if WATCHDOG_LAG in samples:
+            parts.append(f"bars {format_duration(samples[WATCHDOG_LAG])} behind ticks")
+            levels.append(_level(samples[WATCHDOG_LAG], 5.0, 10.0))
+        if not parts:
+            return Card("Stage latency", "n/a", f"stage latency {note}", "unknown")
+        worst = max(levels, key=["ok", "warn", "bad"].index)
+        return Card("Stage latency", parts[0], " · ".join(parts), worst)
 
     def _ready_card(self) -> Card:
         try:
@@ -166,6 +210,39 @@ class HealthMonitor:
         if failing:
             return Card("API", "degraded", "failing: " + ", ".join(failing), "warn")
         return Card("API", "ready", " · ".join(f"{name} ok" for name in checks), "ok")
+
+    def _prediction_card(self, symbol: str, interval: str) -> Card:
+        """The prediction service's state for ``symbol``/``interval`` (``/api/v1/ml/status``)."""
+        try:
+            fetched = self.api.ml_status()
+        except FetchError as exc:
+            return Card("Prediction", "n/a", f"status unavailable: {exc.detail}", "unknown")
+        if not fetched.data.get("running"):
+            return Card("Prediction", "not running", "no status from `tickflow ml serve`", "unknown")
+        wanted = (symbol, Interval.parse(interval).name)
+        series = [s for s in fetched.data.get("series", []) if (s["symbol"], s["interval"]) == wanted]
+        if not series:
+            return Card("Prediction", "no model", f"{symbol} {interval} has no final bars yet", "unknown")
+        status = series[0]
+        if status["state"] == "waiting":
+            missing = status.get("missing_bars")
+            more = f"{missing} more final bars" if missing is not None else "more final bars"
+            return Card("Prediction", "waiting", f"for {more} to train", "warn")
+        if status["state"] == "training":
+            return Card("Prediction", "training", f"{symbol} {interval}", "warn")
+        detail = f"model {status.get('model_version')}"
+        if status.get("scored_bars"):
+            ratio, coverage, band = (
+                status.get("rmse_vs_naive"),
+                status.get("band_coverage"),
+                status.get("band"),
+            )
+            if ratio is not None:
+                detail += f" · RMSE/naive {ratio:.3f}"
+            if coverage is not None and band is not None:
+                detail += f" · band {coverage:.0%} (nominal {band:.0%})"
+            detail += f" · {status['scored_bars']} bars scored"
+        return Card("Prediction", "every final bar", detail, "ok")
 
     def _ingest_card(self, samples: Samples, note: str) -> Card:
         for name, source in INGEST_COUNTERS:
@@ -227,9 +304,18 @@ def latency_cards(newest_bar: pd.Series | None, interval: str, now: datetime) ->
 
 
 def lag_card(samples: Samples, note: str) -> Card:
-    """Consumer lag of the bars job in records, when a lag gauge is exported."""
+    """Consumer lag in records: the total of every Spark query and consumer group, and each reader
+    (``query/topic`` or ``group/topic``), when a lag gauge is exported."""
+    readers = []
     for name in LAG_GAUGES:
-        if name in samples:
-            lag = samples[name]
-            return Card("Consumer lag", f"{lag:,.0f} records", name, _level(lag, 1_000, 100_000))
-    return Card("Consumer lag", "n/a", f"lag gauge {note}", "unknown")
+        prefix = f"{name}{{"
+        for key, value in sorted(samples.items()):
+            if key.startswith(prefix):
+                labels = dict(part.split("=", 1) for part in key[len(prefix) : -1].split(","))
+                reader = labels.get("query", labels.get("group", "?")).strip('"')
+                readers.append((f"{reader}/{labels.get('topic', '?').strip(chr(34))}", value))
+    if not readers:
+        return Card("Consumer lag", "n/a", f"lag gauge {note}", "unknown")
+    lag = sum(value for _, value in readers)
+    detail = " · ".join(f"{reader} {value:,.0f}" for reader, value in readers)
+    return Card("Consumer lag", f"{lag:,.0f} records", detail, _level(lag, 1_000, 100_000))

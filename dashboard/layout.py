@@ -21,8 +21,11 @@ VALUE_UNITS: Final = {
     "rsi_extreme": "",
     "pipeline_latency": " ms",
     "return_zscore": " σ",
+    "bar_freshness": " ms",
+    "feed_failover": "",
 }
 """Unit of an anomaly's ``value`` and ``threshold`` by type (see ``streaming_jobs.anomalies.model``)."""
+SEVERITIES: Final = ("info", "warning", "critical")
 
 
 def _pills(component_id: str, options: list[str], value: str) -> dcc.RadioItems:
@@ -74,7 +77,7 @@ def page(settings: Settings) -> html.Div:
                 [html.H2("Pipeline health"), html.Div(id="health", className="health-grid")], className="card"
             ),
             html.Section(
-                [html.H2("Anomalies"), html.Div(id="anomalies", className="table-wrap")],
+                [html.H2("Anomalies"), anomaly_filters(), html.Div(id="anomalies", className="table-wrap")],
                 className="card anomalies",
             ),
         ],
@@ -151,6 +154,37 @@ def health_cards(cards: list[Card]) -> list[html.Div]:
         )
         for card in cards
     ]
+
+
+def anomaly_filters() -> html.Div:
+    """Multi-selects of anomaly types (``anomaly-types``) and severities (``anomaly-severities``); none
+    selected shows all."""
+    types = [{"label": t.replace("_", " "), "value": t} for t in VALUE_UNITS if t != "pipeline_latency"]
+    return html.Div(
+        [
+            dcc.Dropdown(id="anomaly-types", options=types, multi=True, placeholder="All types"),
+            dcc.Dropdown(
+                id="anomaly-severities",
+                options=[{"label": s, "value": s} for s in SEVERITIES],
+                multi=True,
+                placeholder="All severities",
+            ),
+        ],
+        className="anomaly-filters",
+    )
+
+
+def filter_anomalies(
+    anomalies: pd.DataFrame, types: list[str] | None, severities: list[str] | None
+) -> pd.DataFrame:
+    """The rows of an ``anomalies_frame`` whose type is in ``types`` and severity in ``severities`` (an
+    empty or missing selection keeps every value)."""
+    keep = pd.Series(True, index=anomalies.index)
+    if types:
+        keep &= anomalies["anomaly_type"].isin(types)
+    if severities:
+        keep &= anomalies["severity"].isin(severities)
+    return anomalies[keep]
 
 
 def anomalies_table(symbol: str, anomalies: pd.DataFrame) -> html.Div | html.Table:

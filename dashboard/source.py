@@ -77,6 +77,10 @@ class TickflowApi:
         """The ``/ready`` body (a 503 body too: it lists the failing checks)."""
         return self.http.get(self._url("/ready"), accept=(503,))
 
+    def ml_status(self) -> Fetched:
+        """The prediction service's state (``/api/v1/ml/status`` body: ``running``, ``series``)."""
+        return self.http.get(self._url("/api/v1/ml/status"))
+
     def metrics(self, url: str) -> Fetched:
         """Prometheus text exposition of ``url``."""
         return self.http.get(url, parse=text_body)

@@ -177,11 +177,13 @@ class EvaluationReport:
         metrics: columns :data:`METRIC_COLUMNS`, one row per series and predictor.
         predictions: the rows of :func:`walk_forward` with ``symbol`` and ``interval`` columns added.
         skipped: ``symbol``, ``interval``, ``reason`` of series that could not be evaluated.
+        band: the nominal level of the model's band (e.g. 0.9), against which ``band_coverage`` is read.
     """
 
     metrics: pd.DataFrame
     predictions: pd.DataFrame
     skipped: pd.DataFrame
+    band: float = 0.9
 
     def verdicts(self) -> list[str]:
         """One plain sentence per evaluated series: does the model beat the naive baseline?"""
@@ -196,7 +198,8 @@ class EvaluationReport:
                 f" vs naive {naive['rmse_close']:.6g}"
                 f" (ratio {model['rmse_vs_naive']:.3f}, MAE {model['mae_close']:.6g} vs"
                 f" {naive['mae_close']:.6g}, direction {model['directional_accuracy']:.1%},"
-                f" n={int(model['n'])}, DM p={model['dm_pvalue']:.3g}) -> "
+                f" n={int(model['n'])}, DM p={model['dm_pvalue']:.3g},"
+                f" band coverage {model['band_coverage']:.1%} vs nominal {self.band:.0%}) -> "
                 + (
                     ("beats the naive baseline" if beats else "does NOT beat the naive baseline")
                     + (" (significant at 5%)" if significant else " (not significant at 5%)")
@@ -248,4 +251,5 @@ def evaluate(
         else pd.DataFrame(columns=list(METRIC_COLUMNS)),
         predictions=pd.concat(predictions, ignore_index=True) if predictions else pd.DataFrame(),
         skipped=pd.DataFrame(skipped, columns=["symbol", "interval", "reason"]),
+        band=(config or WalkForward()).params.band,
     )

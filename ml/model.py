@@ -34,7 +34,12 @@ MIN_VALID_ROWS: Final = 5
 
 
 class InsufficientDataError(ValueError):
-    """Too few labelled bars to train or evaluate a model."""
+    """Too few labelled bars to train or evaluate a model; ``missing_bars``: how many more final bars are
+    needed (None when unknown)."""
+
+    def __init__(self, message: str, missing_bars: int | None = None) -> None:
+        super().__init__(message)
+        self.missing_bars = missing_bars
 
 
 @dataclass(frozen=True)
@@ -193,7 +198,8 @@ def train(dataset: Dataset, symbol: str, params: TrainParams | None = None) -> P
     data = dataset.labelled()
     if len(data) < MIN_TRAIN_ROWS:
         raise InsufficientDataError(
-            f"{symbol} {dataset.interval.name}: {len(data)} labelled bars, need at least {MIN_TRAIN_ROWS}"
+            f"{symbol} {dataset.interval.name}: {len(data)} labelled bars, need at least {MIN_TRAIN_ROWS}",
+            missing_bars=MIN_TRAIN_ROWS - len(data),
         )
     n_valid = max(MIN_VALID_ROWS, round(len(data) * params.valid_fraction))
     fit_part, valid_part = data.take(slice(None, -n_valid)), data.take(slice(-n_valid, None))

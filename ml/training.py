@@ -8,7 +8,7 @@ import psycopg2.extensions
 
 from ml.data import latest_final_window, list_series, load_bars, load_indicators
 from ml.features import make_dataset
-from ml.model import InsufficientDataError, PriceModel, TrainParams, train
+from ml.model import MIN_TRAIN_ROWS, InsufficientDataError, PriceModel, TrainParams, train
 from tickflow.intervals import Interval
 
 
@@ -60,7 +60,9 @@ def train_series(
     """
     start = lookback_start(symbol, interval, lookback_days, conn=conn)
     if start is None:
-        raise InsufficientDataError(f"{symbol} {interval}: no final bars stored")
+        raise InsufficientDataError(
+            f"{symbol} {interval}: no final bars stored", missing_bars=MIN_TRAIN_ROWS + 1
+        )
     bars = load_bars(symbol, interval, start, conn=conn)
     indicators = load_indicators(symbol, interval, start, conn=conn)
     return train(make_dataset(bars, interval, indicators), symbol, params)

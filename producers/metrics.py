@@ -10,6 +10,8 @@ from typing import Final
 import structlog
 from prometheus_client import Counter, Gauge, start_http_server
 
+from tickflow.latency import stage_histogram
+
 log = structlog.get_logger(__name__)
 
 TICKS_IN: Final = Counter(
@@ -72,6 +74,14 @@ SOURCE_LATENCY: Final = Gauge(
 )
 FAILOVERS: Final = Counter(
     "tickflow_producer_failovers", "Switches of the active provider of a symbol.", ["symbol", "from", "to"]
+)
+STAGE_LATENCY: Final = stage_histogram()
+"""``tickflow_stage_latency_seconds{stage="ingest"}``: event time -> receipt of the oldest tick of each
+batch of live or synthetic ticks (one observation per batch)."""
+INGEST_BREACHES: Final = Counter(
+    "tickflow_stage_latency_breaches",
+    "Batches whose worst tick was past its stage's latency threshold (tickflow.latency), by severity.",
+    ["stage", "severity"],
 )
 ACTIVE_PROVIDER: Final = Gauge(
     "tickflow_producer_active_provider",

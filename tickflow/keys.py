@@ -34,3 +34,8 @@ def indicators_channel(symbol: str) -> str:
 
 
 ANOMALIES_CHANNEL = "anomalies"
+
+ML_STATUS_KEY = "ml_status"
+"""State of `tickflow ml serve` (JSON: ``updated_at`` and per series ``symbol``, ``interval``, ``state``
+(``waiting`` / ``training`` / ``predicting``), ``missing_bars``, ``model_version``, ``last_base``), written
+by the service every round with a TTL; served by the API at ``/api/v1/ml/status``."""

@@ -283,8 +283,17 @@ class Settings(BaseSettings):
     anomaly_volume_window: int = Field(20, ge=2, description="Bars in the rolling mean of volume spikes.")
     anomaly_rsi_high: float = Field(70.0, description="RSI 14 above this is an overbought anomaly.")
     anomaly_rsi_low: float = Field(30.0, description="RSI 14 below this is an oversold anomaly.")
-    anomaly_latency_ms: float = Field(
-        100.0, gt=0, description="Pipeline latency anomaly: tick receipt to bar visible above this (ms)."
+    anomaly_ingest_latency_ms: float = Field(
+        100.0, gt=0, description="Ingest latency breach: exchange event time to receipt above this (ms)."
+    )
+    anomaly_bar_freshness_margin_s: float = Field(
+        6.0,
+        gt=0,
+        description="Bar freshness anomaly: the newest tick ahead of the newest visible bar revision by "
+        "more than `trigger_interval` plus this (s); watched by the indicator job.",
+    )
+    anomaly_watchdog_interval_s: float = Field(
+        1.0, gt=0, description="How often the indicator job's bar-freshness watchdog checks (s)."
     )
     anomaly_zscore_threshold: float = Field(
         4.0, gt=0, description="Return z-score anomaly: |z| of a bar's return above this."

@@ -20,6 +20,7 @@ import structlog
 from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
 from api.metrics import ApiMetrics
+from tickflow.latency import Stage
 from tickflow.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -43,6 +44,7 @@ class TickFeed:
         self._topic = settings.topic_ticks
         self._deliver = deliver
         self._metrics = metrics
+        self._broker_latency = metrics.stage_latency.labels(Stage.BROKER.value)
         self.positioned = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tickflow-api-tick-feed", daemon=True)
@@ -115,7 +117,7 @@ class TickFeed:
                 first = start.get(message.partition())
                 if first is None or message.offset() < first:
                     continue
-                symbol = self._symbol(message.key(), message.value())
+                symbol = self._symbol(message.key(), message.value(), message.timestamp()[1])
                 if symbol is not None:
                     batch.setdefault(symbol, []).append(message.value())
             if batch:
@@ -133,9 +135,12 @@ class TickFeed:
             self.positioned.set()
             log.info("tick feed positioned at the end of the topic", topic=self._topic, offsets=start)
 
-    def _symbol(self, key: bytes | None, value: bytes | None) -> str | None:
+    def _symbol(self, key: bytes | None, value: bytes | None, append_ms: int) -> str | None:
         """The record's symbol (its key, else the ``symbol`` field); None for a value that is not a JSON
-        object (counted in ``tickflow_api_ticks_rejected_total``; the producers validate, so this is rare)."""
+        object (counted in ``tickflow_api_ticks_rejected_total``; the producers validate, so this is rare).
+
+        Observes the broker stage: ``receipt_time`` (µs) -> the record's append time (``append_ms``, ms;
+        the tick topic uses ``LogAppendTime``)."""
         try:
             payload = orjson.loads(value) if value else None
         except orjson.JSONDecodeError:
@@ -143,6 +148,9 @@ class TickFeed:
         if not isinstance(payload, dict):
             self._metrics.ticks_rejected.inc()
             return None
+        receipt_us = payload.get("receipt_time")
+        if isinstance(receipt_us, int) and append_ms > 0:
+            self._broker_latency.observe(max(append_ms / 1000 - receipt_us / 1_000_000, 0.0))
         if key:
             return key.decode("utf-8", "replace")
         symbol = payload.get("symbol")

@@ -16,7 +16,8 @@ class AnomalyType(StrEnum):
     PRICE_SPIKE = "price_spike"  # a trade (bar high/low) far from the previous bar's close
     VOLUME_SPIKE = "volume_spike"  # bar volume a multiple of the rolling mean volume
     RSI_EXTREME = "rsi_extreme"  # RSI 14 overbought or oversold
-    PIPELINE_LATENCY = "pipeline_latency"  # tick receipt to bar visible too slow
+    PIPELINE_LATENCY = "pipeline_latency"  # no longer raised (per-stage types instead); old rows parse
+    BAR_FRESHNESS = "bar_freshness"  # no fresh bar while ticks arrive (the indicator job's watchdog)
     RETURN_ZSCORE = "return_zscore"  # bar return far outside the rolling distribution of returns
     FEED_FAILOVER = "feed_failover"  # the producer switched a symbol's provider (published by producers)
 
@@ -38,7 +39,7 @@ class Anomaly(BaseModel):
     """One detected anomaly.
 
     ``value`` and ``threshold`` share the unit of the rule: percent (price spike), multiple of the mean
-    volume (volume spike), RSI points, milliseconds (latency), standard deviations (z-score).
+    volume (volume spike), RSI points, milliseconds (latency, bar freshness), standard deviations (z-score).
     ``event_time`` is the start of the bar the anomaly belongs to (UTC, µs). The key
     ``(anomaly_type, symbol, interval, event_time)`` identifies it: a revised bar revises its anomaly.
     """

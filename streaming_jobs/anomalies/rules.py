@@ -1,8 +1,11 @@
-"""Anomaly rules: pure functions from bar rows (features, indicators, latency) to :class:`Anomaly` records.
+"""Anomaly rules: pure functions from bar rows (features, indicators) to :class:`Anomaly` records.
 
 Shared by the streaming job (run on each micro-batch's revised bars) and the tests. A rule fires when its
 value is strictly past its threshold; NaN (not enough history) never fires. The severity is the rule's
 base severity, raised one step when the value is ``critical_ratio`` times past the threshold.
+
+Latency is not judged per bar: each stage has its own rule (:mod:`tickflow.latency`), and bar freshness is
+watched by :mod:`streaming_jobs.anomalies.watchdog`.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ _SEVERITY: dict[AnomalyType, tuple[Severity, Severity]] = {
     AnomalyType.PRICE_SPIKE: (Severity.WARNING, Severity.CRITICAL),
     AnomalyType.VOLUME_SPIKE: (Severity.INFO, Severity.WARNING),
     AnomalyType.RSI_EXTREME: (Severity.INFO, Severity.INFO),
-    AnomalyType.PIPELINE_LATENCY: (Severity.WARNING, Severity.CRITICAL),
     AnomalyType.RETURN_ZSCORE: (Severity.WARNING, Severity.CRITICAL),
 }
 """(base, raised) severity of each rule."""
@@ -35,7 +37,6 @@ class AnomalyRules:
     volume_window: int
     rsi_high: float
     rsi_low: float
-    latency_ms: float
     zscore_threshold: float
     zscore_window: int
     critical_ratio: float
@@ -49,7 +50,6 @@ class AnomalyRules:
             volume_window=settings.anomaly_volume_window,
             rsi_high=settings.anomaly_rsi_high,
             rsi_low=settings.anomaly_rsi_low,
-            latency_ms=settings.anomaly_latency_ms,
             zscore_threshold=settings.anomaly_zscore_threshold,
             zscore_window=settings.anomaly_zscore_window,
             critical_ratio=settings.anomaly_critical_ratio,
@@ -61,7 +61,7 @@ def detect(rows: pd.DataFrame, rules: AnomalyRules, detected_at: datetime) -> li
 
     Args:
         rows: one row a bar revision with ``symbol``, ``interval``, ``window_start`` (UTC timestamps),
-            ``close``, ``rsi_14``, ``latency_ms`` and the columns of
+            ``close``, ``rsi_14`` and the columns of
             :data:`streaming_jobs.anomalies.features.FEATURE_COLUMNS`.
         rules: thresholds.
         detected_at: detection time stamped on the records (UTC).
@@ -73,7 +73,6 @@ def detect(rows: pd.DataFrame, rules: AnomalyRules, detected_at: datetime) -> li
         *price_spikes(rows, rules, detected_at),
         *volume_spikes(rows, rules, detected_at),
         *rsi_extremes(rows, rules, detected_at),
-        *latency_breaches(rows, rules, detected_at),
         *return_zscores(rows, rules, detected_at),
     ]
 
@@ -138,22 +137,6 @@ def rsi_extremes(rows: pd.DataFrame, rules: AnomalyRules, detected_at: datetime)
         extra={"side": "oversold"},
     )
     return high + low
-
-
-def latency_breaches(rows: pd.DataFrame, rules: AnomalyRules, detected_at: datetime) -> list[Anomaly]:
-    """Bar revisions that became visible more than ``latency_ms`` after their latest tick was received."""
-    latency = rows["latency_ms"]
-    return _fire(
-        rows,
-        latency > rules.latency_ms,
-        AnomalyType.PIPELINE_LATENCY,
-        latency,
-        rules.latency_ms,
-        excess=latency / rules.latency_ms,
-        rules=rules,
-        detected_at=detected_at,
-        details=(),
-    )
 
 
 def return_zscores(rows: pd.DataFrame, rules: AnomalyRules, detected_at: datetime) -> list[Anomaly]:

@@ -1,6 +1,7 @@
 """Prometheus metrics of ``tickflow stream bars`` (served on ``bars_metrics_port``).
 
-Per micro-batch figures come from Spark's query progress (a ``StreamingQueryListener``); bars written,
+Per micro-batch figures (incl. consumer lag per query and topic) come from Spark's query progress (a
+``StreamingQueryListener``, also installed by the indicator job); bars written,
 freshness and rejected/stored ticks from the batch writers.
 """
 
@@ -18,6 +19,8 @@ from pyspark.sql.streaming.listener import (
     QueryStartedEvent,
     QueryTerminatedEvent,
 )
+
+from streaming_jobs.lag import spark_lag
 
 BATCH_INPUT_ROWS: Final = Gauge(
     "tickflow_bars_batch_input_rows", "Kafka records read by the last micro-batch.", ["query"]
@@ -56,6 +59,12 @@ FRESHNESS: Final = Histogram(
 TICKS_REJECTED: Final = Counter(
     "tickflow_bars_ticks_rejected", "Tick records sent to the dead-letter topic.", ["reason"]
 )
+CONSUMER_LAG: Final = Gauge(
+    "tickflow_bars_consumer_lag_records",
+    "Records a Spark query is behind the end of a topic at its last micro-batch (the source's latestOffset "
+    "minus the batch's endOffset, summed over partitions; Spark keeps its offsets in the checkpoint).",
+    ["query", "topic"],
+)
 TICKS_STORED: Final = Counter("tickflow_bars_ticks_stored", "Valid ticks offered to tick_data.")
 
 _INSTALLED: set[int] = set()
@@ -85,6 +94,9 @@ class ProgressMetrics(StreamingQueryListener):
         duplicates = sum(op.customMetrics.get("numDroppedDuplicateRows", 0) for op in progress.stateOperators)
         if duplicates:
             DUPLICATES_DROPPED.inc(duplicates)
+        for source in progress.sources:
+            for topic, records in spark_lag(source.endOffset, source.latestOffset).items():
+                CONSUMER_LAG.labels(name, topic).set(records)
         watermark = progress.eventTime.get("watermark")
         if progress.stateOperators and watermark:
             WATERMARK.set(datetime.fromisoformat(watermark.replace("Z", "+00:00")).timestamp())

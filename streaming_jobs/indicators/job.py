@@ -12,6 +12,11 @@ rejected rows. The batch writer runs the anomaly rules on the rows and writes:
 - anomalies: PostgreSQL ``anomalies`` (upsert), Kafka ``topic_anomalies``, Redis ``ANOMALIES_CHANNEL``;
 - rejected records: the dead-letter topic ``topic_dlq``.
 
+When continuous, the job also runs, on threads, the bar-freshness watchdog
+(:mod:`streaming_jobs.anomalies.watchdog`: a ``bar_freshness`` anomaly when ticks arrive but the bar job
+shows no fresh bar) and the alert service's consumer-group lag gauge (:mod:`streaming_jobs.lag`); its query
+progress exports the Spark consumer lag (``streaming_jobs.bars.metrics``).
+
 Every write is idempotent and retried with back-off; when a write still fails, the batch fails, the query
 stops with the error, and a restart re-runs the batch from the checkpoint (exactly-once results).
 
@@ -46,7 +51,9 @@ from pyspark.sql.types import DoubleType, IntegerType, LongType, StringType, Str
 
 from streaming_jobs.anomalies.rules import AnomalyRules, detect
 from streaming_jobs.anomalies.sinks import anomaly_records, publish_anomalies, upsert_anomalies
+from streaming_jobs.anomalies.watchdog import FreshnessWatchdog
 from streaming_jobs.bars.job import BarJob
+from streaming_jobs.bars.metrics import install_progress_metrics
 from streaming_jobs.bars.sinks.kafka import Record, make_producer, produce_all
 from streaming_jobs.bars.sinks.retry import with_retries
 from streaming_jobs.checkpoints import checkpoint, mismatch
@@ -67,6 +74,7 @@ from streaming_jobs.indicators.state import (
     history_to_state,
 )
 from streaming_jobs.indicators.warmup import load_history
+from streaming_jobs.lag import GroupLagMonitor
 from streaming_jobs.source import read_topic
 from streaming_jobs.spark_session import build_spark
 from tickflow.settings import Settings
@@ -188,7 +196,8 @@ def start_indicators(
 
 def run_indicators(settings: Settings, *, available_now: bool, serve_metrics: bool = True) -> None:
     """Run the indicator job until it is done (``available_now``), stopped (SIGTERM/SIGINT, between
-    batches) or fails; Prometheus metrics on ``indicators_metrics_port`` when ``serve_metrics``.
+    batches) or fails; Prometheus metrics on ``indicators_metrics_port`` when ``serve_metrics``; the
+    bar-freshness watchdog and the consumer-group lag monitor when continuous.
 
     Raises:
         streaming_jobs.checkpoints.CheckpointMismatch: the checkpoint holds offsets its topics no longer have.
@@ -198,16 +207,26 @@ def run_indicators(settings: Settings, *, available_now: bool, serve_metrics: bo
     spark = build_spark(settings, "tickflow-indicators")
     if serve_metrics:
         start_http_server(settings.indicators_metrics_port)
+    install_progress_metrics(spark)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     writer = IndicatorBatchWriter(settings)
     job = BarJob([start_indicators(spark, settings, writer, available_now=available_now)], [writer])
+    watchdog = None if available_now else FreshnessWatchdog(settings)
+    group_lag = None if available_now else GroupLagMonitor(settings, [settings.alert_consumer_group])
+    for monitor in (watchdog, group_lag):
+        if monitor is not None:
+            monitor.start()
     log.info("indicator job started", available_now=available_now)
     try:
         job.wait(stop)
     except StreamingQueryException as exc:
         raise mismatch(exc, "indicators", settings) or exc from exc
+    finally:
+        for monitor in (watchdog, group_lag):
+            if monitor is not None:
+                monitor.close()
     log.info("indicator job stopped")
 
 

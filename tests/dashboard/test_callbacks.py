@@ -19,7 +19,7 @@ from dashboard.app import create_app
 from tests.conftest import free_port
 from tests.dashboard.conftest import API_KEY
 from tests.dashboard.seed import BTC, SKL, Seeded
-from tests.support.servers import ApiServer
+from tests.support.servers import ApiServer, basic_authorization
 from tickflow.schemas import Tick
 from tickflow.settings import Settings
 
@@ -34,7 +34,10 @@ CHART_OUTPUTS = [
 
 
 def client_of(settings: Settings) -> FlaskClient:
-    return create_app(settings).server.test_client()
+    """A Flask test client of the dashboard of ``settings``, logged in (auth is on)."""
+    client = create_app(settings).server.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = basic_authorization(API_KEY)
+    return client
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +73,17 @@ def call(
     return response.get_json()["response"]
 
 
-def chart(client: FlaskClient, symbol: str, interval: str, range_key: str) -> dict[str, Any]:
+def chart(
+    client: FlaskClient,
+    symbol: str,
+    interval: str,
+    range_key: str,
+    types: list[str] | None = None,
+    severities: list[str] | None = None,
+) -> dict[str, Any]:
     inputs = [("refresh", "n_intervals", 1), ("symbol", "value", symbol), ("interval", "value", interval)]
-    return call(client, CHART_OUTPUTS, [*inputs, ("range", "value", range_key)])
+    filters = [("anomaly-types", "value", types), ("anomaly-severities", "value", severities)]
+    return call(client, CHART_OUTPUTS, [*inputs, ("range", "value", range_key), *filters])
 
 
 def array(value: Any) -> np.ndarray:
@@ -216,3 +227,30 @@ def test_health_callback_measures_the_ingest_rate_of_the_api_tick_feed(
     ingest = health_cards(client, BTC, "1m")["Ingest rate"]
     assert float(ingest["value"].split()[0].replace(",", "")) > 0 and ingest["level"] == "ok"
     assert ingest["detail"] == f"API tick feed, {before + 300:,.0f} total"
+
+
+def table_rows(response: dict[str, Any]) -> list[tuple[str, str]]:
+    """(type, severity) of each row of the anomalies table in a chart response."""
+    table = response["anomalies"]["children"]
+    if table["type"] != "Table":
+        return []
+    body = table["props"]["children"][1]["props"]["children"]
+    return [
+        (
+            row["props"]["children"][2]["props"]["children"],
+            row["props"]["children"][3]["props"]["children"]["props"]["children"],
+        )
+        for row in body
+    ]
+
+
+def test_the_anomaly_table_filters_by_type_and_severity(dash_client: FlaskClient) -> None:
+    shown = table_rows(chart(dash_client, BTC, "1m", "Max"))
+    assert len(set(shown)) >= 2  # the seed has anomalies of more than one kind
+    kind, severity = shown[0]
+    wanted = chart(dash_client, BTC, "1m", "Max", types=[kind.replace(" ", "_")], severities=[severity])
+    filtered = table_rows(wanted)
+    assert filtered and set(filtered) == {(kind, severity)}
+    assert len(filtered) >= shown.count((kind, severity))
+    other = next(s for s in ("info", "warning", "critical") if s != severity)
+    assert {s for _, s in table_rows(chart(dash_client, BTC, "1m", "Max", severities=[other]))} <= {other}

@@ -8,16 +8,20 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pandas as pd
 import pytest
+import redis
 from prometheus_client import CollectorRegistry, Gauge, generate_latest, start_http_server
 
 from api.metrics import ApiMetrics
-from dashboard.health import HealthMonitor, format_duration, latency_cards, parse_metrics
+from dashboard.health import HealthMonitor, format_duration, lag_card, latency_cards, parse_metrics
 from dashboard.source import TickflowApi
 from producers.metrics import TICKS_OUT
 from streaming_jobs.bars.metrics import FRESHNESS
 from tests.conftest import free_port
+from tickflow.keys import ML_STATUS_KEY
+from tickflow.latency import stage_histogram
 from tickflow.settings import Settings
 
 
@@ -97,3 +101,76 @@ def test_latency_cards_from_the_newest_bar() -> None:
 )
 def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+def test_lag_card_sums_every_reader_and_names_each() -> None:
+    registry = CollectorRegistry()
+    spark = Gauge(
+        "tickflow_bars_consumer_lag_records", "Records behind.", ["query", "topic"], registry=registry
+    )
+    groups = Gauge(
+        "tickflow_consumer_group_lag_records", "Records behind.", ["group", "topic"], registry=registry
+    )
+    spark.labels("bars", "ticks").set(1200)
+    spark.labels("indicators", "aggregated_data_1min").set(0)
+    groups.labels("tickflow-alerts", "anomalies").set(3)
+    lag = lag_card(parse_metrics([generate_latest(registry).decode()]), "not exported")
+    assert (lag.value, lag.level) == ("1,203 records", "warn")
+    assert lag.detail == "bars/ticks 1,200 · indicators/aggregated_data_1min 0 · tickflow-alerts/anomalies 3"
+
+
+def test_stage_card_shows_each_stage_and_the_worst_level() -> None:
+    registry = CollectorRegistry()
+    stages = stage_histogram(registry)
+    stages.labels("ingest").observe(0.004)
+    stages.labels("broker").observe(0.250)  # past 100 ms: warn
+    port = free_port()
+    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    try:
+        settings = Settings(
+            _env_file=None, api_url=f"http://127.0.0.1:{free_port()}", dashboard_cache_ttl_s=0
+        )
+        monitor = HealthMonitor(TickflowApi(settings), [f"http://127.0.0.1:{port}/metrics"])
+        stage = card(monitor.cards(None, "1m"), "Stage latency")
+    finally:
+        server.shutdown()
+        thread.join(5)
+    assert (stage.value, stage.level) == ("ingest 4 ms", "warn")
+    assert stage.detail == "ingest 4 ms · broker 250 ms"
+
+
+def test_prediction_card_shows_what_the_ml_service_does(app_settings: Settings) -> None:
+    store = redis.Redis.from_url(app_settings.redis_url)
+    monitor = HealthMonitor(TickflowApi(app_settings.model_copy(update={"dashboard_cache_ttl_s": 0})), [])
+    try:
+        store.delete(ML_STATUS_KEY)
+        assert card(monitor.cards(None, "1m", symbol="BTC-USD"), "Prediction").value == "not running"
+        series = [
+            {"symbol": "BTC-USD", "interval": "1m", "state": "waiting", "missing_bars": 11},
+            {"symbol": "BTC-USD", "interval": "5m", "state": "predicting", "model_version": "20260105T1200Z"},
+            {
+                "symbol": "BTC-USD",
+                "interval": "15m",
+                "state": "predicting",
+                "model_version": "v15",
+                "band": 0.9,
+                "scored_bars": 40,
+                "rmse_vs_naive": 0.9812,
+                "band_coverage": 0.875,
+            },
+        ]
+        store.set(ML_STATUS_KEY, orjson.dumps({"updated_at": "2026-01-05T12:00:00+00:00", "series": series}))
+        waiting = card(monitor.cards(None, "1m", symbol="BTC-USD"), "Prediction")
+        assert (waiting.value, waiting.detail, waiting.level) == (
+            "waiting",
+            "for 11 more final bars to train",
+            "warn",
+        )
+        predicting = card(monitor.cards(None, "5m", symbol="BTC-USD"), "Prediction")
+        assert (predicting.value, predicting.detail) == ("every final bar", "model 20260105T1200Z")
+        scored = card(monitor.cards(None, "15m", symbol="BTC-USD"), "Prediction")
+        assert scored.detail == "model v15 · RMSE/naive 0.981 · band 88% (nominal 90%) · 40 bars scored"
+        assert card(monitor.cards(None, "1m", symbol="ETH-USD"), "Prediction").value == "no model"
+    finally:
+        store.delete(ML_STATUS_KEY)
+        store.close()

@@ -88,15 +88,13 @@ def test_rsi_extremes(step: float, side: str, threshold: float) -> None:
     assert all(a.severity is Severity.INFO for a in anomalies)
 
 
-def test_pipeline_latency() -> None:
+def test_bar_latency_is_no_per_bar_anomaly() -> None:
+    """Receipt -> bar visible takes a trigger interval and a batch (~2 s, the JVM's first batch ~24 s): the
+    per-stage rules (tickflow.latency) and the freshness watchdog judge latency, not each bar."""
     bars = calm_bars()
-    bars.loc[50, "latency_ms"] = 150.0
-    bars.loc[60, "latency_ms"] = 450.0
-    anomalies = only(detect(rows_of(bars), RULES, NOW), AnomalyType.PIPELINE_LATENCY)
-    assert [(a.value, a.severity) for a in anomalies] == [
-        (150.0, Severity.WARNING),
-        (450.0, Severity.CRITICAL),
-    ]
+    bars["latency_ms"] = 2000.0
+    bars.loc[5, "latency_ms"] = 24_000.0
+    assert detect(rows_of(bars), RULES, NOW) == []
 
 
 def test_return_zscore() -> None:

@@ -64,6 +64,8 @@ def test_evaluate_reports_model_and_baselines_per_series(
     html = (out / "report.html").read_text()
     assert "plotly" in html and "BTC-USD 1m: out-of-sample" in html
     assert "AR-USD 1m: model RMSE" in result.output and "beats the naive baseline" in result.output
+    coverage = table.loc[("AR-USD", "1m", "model"), "band_coverage"]
+    assert f"band coverage {coverage:.1%} vs nominal 90%" in result.output  # measured walk-forward
 
 
 def test_train_predict_models(cli_env: Settings, monkeypatch: pytest.MonkeyPatch) -> None:

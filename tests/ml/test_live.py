@@ -12,13 +12,14 @@ import psycopg2
 import psycopg2.extensions
 import pytest
 import redis
+from structlog.testing import capture_logs
 
 from ml.features import make_dataset
-from ml.live import DISCOVERY_INTERVAL_S, PredictionService
+from ml.live import DISCOVERY_INTERVAL_S, ML_STATUS_TTL_S, PredictionService
 from ml.predict import PREDICTION_COLUMNS
 from tests.ml.seed import insert_bars, insert_indicators
 from tests.support.seed import indicator_rows
-from tickflow.keys import bars_channel, prediction_key
+from tickflow.keys import ML_STATUS_KEY, bars_channel, prediction_key
 from tickflow.settings import Settings
 
 SERIES = ("BTC-USD", "1m")
@@ -164,6 +165,46 @@ def test_series_that_appear_later_get_a_model_without_waiting_for_the_retrain(
         rows = service.step(connection, client)
         assert list(rows["window_start"]) == [pd.Timestamp("2023-09-05T17:00Z")]
         assert len(service.registry.versions(*SERIES)) == 1
+    finally:
+        connection.close()
+        client.close()
+
+
+def test_status_says_what_the_service_waits_for_then_the_model_it_predicts_with(
+    ml_db: Settings, coinbase_bars: dict[str, pd.DataFrame]
+) -> None:
+    now = [0.0]
+    service = PredictionService(ml_db, ["BTC-USD"], ["1m"], clock=lambda: now[0])
+    connection = psycopg2.connect(ml_db.postgres_dsn)
+    connection.autocommit = True
+    client = redis.Redis.from_url(ml_db.redis_url)
+    try:
+        insert_bars(ml_db.postgres_dsn, coinbase_bars["1m"].iloc[:20])
+        with capture_logs() as logs:
+            service.step(connection, client)
+        waiting = orjson.loads(client.get(ML_STATUS_KEY))["series"]
+        assert [(s["symbol"], s["state"], s["missing_bars"]) for s in waiting] == [("BTC-USD", "waiting", 11)]
+        assert {"event": "ml.waiting", "more_final_bars": 11} in [
+            {k: e[k] for k in ("event", "more_final_bars") if k in e} for e in logs
+        ]
+        insert_bars(ml_db.postgres_dsn, coinbase_bars["1m"])
+        now[0] = DISCOVERY_INTERVAL_S
+        with capture_logs() as logs:
+            service.step(connection, client)
+        version = service.models[SERIES].info.version
+        [status] = orjson.loads(client.get(ML_STATUS_KEY))["series"]
+        assert (status["state"], status["model_version"], status["missing_bars"]) == (
+            "predicting",
+            version,
+            None,
+        )
+        assert status["last_base"] == "2023-09-05T16:59:00+00:00"  # predicts the 17:00 bar
+        assert [e["event"] for e in logs if e["event"].startswith("ml.")][:3] == [
+            "ml.training",
+            "ml.trained",
+            "ml.predicting",
+        ]
+        assert 0 < client.ttl(ML_STATUS_KEY) <= ML_STATUS_TTL_S
     finally:
         connection.close()
         client.close()

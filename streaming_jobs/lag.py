@@ -1,0 +1,125 @@
+"""Consumer lag (records): how far each reader of a topic is behind the topic's end, per topic.
+
+Two kinds of readers:
+
+- Kafka consumer groups (the alert service): committed offsets
+  (``AdminClient.list_consumer_group_offsets``) against the partitions' end offsets
+  (``AdminClient.list_offsets`` with ``OffsetSpec.latest()``); exported as
+  ``tickflow_consumer_group_lag_records{group, topic}`` by :class:`GroupLagMonitor`.
+- Spark queries: Spark's Kafka source keeps its offsets in the checkpoint, not in a group. Each query
+  progress carries the batch's ``endOffset`` and the ``latestOffset`` the source saw; :func:`spark_lag`
+  turns them into records behind per topic (``streaming_jobs.bars.metrics`` exports it as
+  ``tickflow_bars_consumer_lag_records{query, topic}``).
+
+A partition without a committed offset counts its whole retained range (low watermark to end) as lag.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from typing import Final
+
+import orjson
+import structlog
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
+from prometheus_client import Gauge
+
+from tickflow.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+GROUP_LAG: Final = Gauge(
+    "tickflow_consumer_group_lag_records",
+    "Records a Kafka consumer group is behind the end of a topic (end offset - committed offset, summed over "
+    "the topic's partitions).",
+    ["group", "topic"],
+)
+TIMEOUT_S: Final = 10.0
+
+
+def spark_lag(end_offset: str | None, latest_offset: str | None) -> dict[str, int]:
+    """Records behind per topic of one Spark Kafka source progress: ``latestOffset - endOffset`` summed
+    over partitions (both JSON ``{"topic": {"partition": offset}}``); ``{}`` when either is missing."""
+    if not end_offset or not latest_offset:
+        return {}
+    try:
+        end, latest = orjson.loads(end_offset), orjson.loads(latest_offset)
+    except orjson.JSONDecodeError:
+        return {}
+    if not isinstance(end, dict) or not isinstance(latest, dict):
+        return {}
+    lag: dict[str, int] = {}
+    for topic, partitions in latest.items():
+        done = end.get(topic, {})
+        if isinstance(partitions, dict) and isinstance(done, dict):
+            lag[topic] = sum(max(int(o) - int(done.get(p, 0)), 0) for p, o in partitions.items())
+    return lag
+
+
+def group_lag(admin: AdminClient, group: str) -> dict[str, int]:
+    """Records ``group`` is behind per topic it has committed offsets for.
+
+    Raises:
+        confluent_kafka.KafkaException: the cluster did not answer within :data:`TIMEOUT_S`.
+    """
+    request = [ConsumerGroupTopicPartitions(group)]
+    committed = admin.list_consumer_group_offsets(request, request_timeout=TIMEOUT_S)[group].result()
+    partitions = [TopicPartition(tp.topic, tp.partition) for tp in committed.topic_partitions]
+    if not partitions:
+        return {}
+    latest = _offsets(admin, partitions, OffsetSpec.latest())
+    earliest = _offsets(admin, partitions, OffsetSpec.earliest())
+    lag: dict[str, int] = defaultdict(int)
+    for tp in committed.topic_partitions:
+        end = latest[(tp.topic, tp.partition)]
+        done = tp.offset if tp.offset >= 0 else earliest[(tp.topic, tp.partition)]
+        lag[tp.topic] += max(end - done, 0)
+    return dict(lag)
+
+
+def _offsets(
+    admin: AdminClient, partitions: list[TopicPartition], spec: OffsetSpec
+) -> dict[tuple[str, int], int]:
+    futures = admin.list_offsets({tp: spec for tp in partitions}, request_timeout=TIMEOUT_S)
+    return {(tp.topic, tp.partition): future.result().offset for tp, future in futures.items()}
+
+
+class GroupLagMonitor:
+    """Exports :data:`GROUP_LAG` of ``groups`` every ``interval_s`` on a daemon thread."""
+
+    def __init__(self, settings: Settings, groups: list[str], interval_s: float = 5.0) -> None:
+        self._admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+        self._groups = groups
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tickflow-group-lag", daemon=True)
+
+    def update(self) -> dict[str, dict[str, int]]:
+        """Read and export every group's lag now; ``{group: {topic: records}}``.
+
+        Raises:
+            confluent_kafka.KafkaException: the cluster did not answer.
+        """
+        lags = {group: group_lag(self._admin, group) for group in self._groups}
+        for group, topics in lags.items():
+            for topic, records in topics.items():
+                GROUP_LAG.labels(group, topic).set(records)
+        return lags
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.update()
+            except KafkaException as exc:
+                log.warning("consumer lag not read", error=str(exc))
+            self._stop.wait(self._interval_s)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(TIMEOUT_S + 1)
