@@ -9,21 +9,38 @@ import typer
 
 from tickflow.settings import get_settings
 
-stack_app = typer.Typer(help="Start, stop and check the local stack (broker, PostgreSQL, Redis, InfluxDB).")
+stack_app = typer.Typer(
+    help="Start, stop and check the local stack (broker, PostgreSQL, Redis, InfluxDB; or, with --cluster, "
+    "three brokers and a Spark standalone cluster)."
+)
 db_app = typer.Typer(help="Database schema.")
 topics_app = typer.Typer(help="Kafka topics.")
 
 
 @stack_app.command("up")
-def stack_up() -> None:
+def stack_up(
+    cluster: bool = typer.Option(
+        False,
+        "--cluster",
+        help="Three Kafka brokers (RF 3, min ISR 2) and a Spark standalone master with two workers; every "
+        "`tickflow` command of this checkout uses them until `stack down`.",
+    ),
+) -> None:
     """Start every managed service that is not answering yet, and wait until all answer."""
+    from confluent_kafka import KafkaException
+
     from infra.local.services import ServiceError
     from infra.local.stack import up
+    from infra.topics import create_topics
+    from tickflow.settings import Settings
 
     started = time.monotonic()
     try:
-        statuses = up(get_settings())
-    except ServiceError as exc:
+        statuses = up(get_settings(), cluster=cluster)
+        if cluster:
+            created = create_topics(Settings())  # the recorded profile's defaults: RF 3, min ISR 2
+            typer.echo(f"topics: {', '.join(f'{name} {outcome}' for name, outcome in created.items())}")
+    except (ServiceError, KafkaException) as exc:
         typer.secho(str(exc), fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from exc
     _print_status(statuses)
@@ -102,10 +119,10 @@ def stack_status() -> None:
 
 
 def _print_status(statuses: list) -> None:
-    typer.echo(f"{'service':<10} {'address':<22} {'managed':<8} {'state':<9} {'pid':<8} detail")
+    typer.echo(f"{'service':<14} {'address':<22} {'managed':<8} {'state':<9} {'pid':<8} detail")
     for s in statuses:
         typer.echo(
-            f"{s.name:<10} {s.address:<22} {'yes' if s.managed else 'no':<8} {s.state.value:<9} "
+            f"{s.name:<14} {s.address:<22} {'yes' if s.managed else 'no':<8} {s.state.value:<9} "
             f"{s.pid or '-'!s:<8} {s.detail}"
         )
 
@@ -154,7 +171,7 @@ def settings_show(
         env = f"TICKFLOW_{name.upper()}"
         if markdown:
             default = field.get_default(call_default_factory=True)
-            shown = ",".join(default) if isinstance(default, list) else default
+            shown = ",".join(map(str, default)) if isinstance(default, list) else default
             typer.echo(f"| `{env}` | `{shown}` | {field.description or ''} |")
         else:
             typer.echo(f"{env}={getattr(settings, name)}")

@@ -14,7 +14,7 @@ APPEND_TIME: Final = {"message.timestamp.type": "LogAppendTime"}
 
 def create_topics(settings: Settings, timeout_s: float = 15.0) -> dict[str, str]:
     """Create every topic of ``settings.all_topics()`` with the configured partitions, replication factor,
-    retention and compression. Returns ``{topic: "created" | "exists"}``.
+    ``min.insync.replicas``, retention and compression. Returns ``{topic: "created" | "exists"}``.
 
     The tick topic stamps records with the broker's append time (``message.timestamp.type=LogAppendTime``):
     a producer cannot forge it, so the bar job can reject ticks dated in the future against it
@@ -29,6 +29,7 @@ def create_topics(settings: Settings, timeout_s: float = 15.0) -> dict[str, str]
     config = {
         "retention.ms": str(settings.kafka_retention_ms),
         "compression.type": settings.kafka_compression,
+        "min.insync.replicas": str(settings.kafka_min_insync_replicas),
     }
     if settings.kafka_compression == "none":
         config["compression.type"] = "producer"

@@ -5,7 +5,8 @@ The session carries Spark's Kafka connector: the four jars of ``infra/maven/spar
 Local mode (``spark_master`` ``local[...]``): the session is created here with the settings' master and
 driver memory, and ``PYSPARK_PYTHON`` points at this interpreter so that Python workers find Tickflow's
 packages. Under ``spark-submit`` (a cluster) the master, memory, Python and jars come from spark-submit and
-are left alone; only the SQL settings below are applied.
+are left alone; only the SQL settings below are applied. A ``spark://`` master (the local stack's cluster
+profile) is driven from here too, in client mode, with ``standalone_options``.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ def build_spark(settings: Settings, app_name: str) -> SparkSession:
         }
         if settings.spark_java_options:
             options["spark.driver.extraJavaOptions"] = settings.spark_java_options
+        if settings.spark_master.startswith("spark://"):
+            options |= standalone_options(settings)
         _launch_own_session_gateway(SparkConf().setAll(list(options.items())))
     builder = SparkSession.builder
     for key, value in options.items():
@@ -62,6 +65,24 @@ def build_spark(settings: Settings, app_name: str) -> SparkSession:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def standalone_options(settings: Settings) -> dict[str, str]:
+    """Options of a driver on this machine whose executors run on a Spark standalone cluster (``spark://``).
+
+    Executors get ``spark_executor_memory`` and ``spark_executor_cores``; their Python workers run this
+    interpreter (the cluster's workers are on this machine, so the venv is theirs too); the driver binds and
+    advertises loopback, where the executors fetch the ``spark.jars`` it serves. Checkpoints stay on local
+    disk, which every worker of a one-machine cluster reaches.
+    """
+    return {
+        "spark.executor.memory": settings.spark_executor_memory,
+        "spark.executor.cores": str(settings.spark_executor_cores),
+        "spark.pyspark.python": sys.executable,
+        "spark.executorEnv.PYSPARK_PYTHON": sys.executable,
+        "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1",
+    }
 
 
 def _launch_own_session_gateway(conf: SparkConf) -> None:

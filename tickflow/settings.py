@@ -17,9 +17,10 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from tickflow.intervals import Interval
+from tickflow.profile import ProfileSettingsSource
 
 ServiceName = Literal["kafka", "postgres", "redis", "influx"]
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -36,6 +37,7 @@ def _split_csv(value: object) -> object:
 
 
 CsvList = Annotated[list[str], NoDecode]
+PortList = Annotated[list[int], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -44,6 +46,19 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TICKFLOW_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Explicit values and env vars win; the active profile (``tickflow.profile``) gives defaults."""
+        profile = ProfileSettingsSource(settings_cls, init_settings, env_settings, dotenv_settings)
+        return init_settings, env_settings, dotenv_settings, file_secret_settings, profile
 
     # --- local stack -------------------------------------------------------------------------------
     state_dir: Path = Field(Path(".tickflow"), description="Logs, PID files and data of the local stack.")
@@ -68,6 +83,9 @@ class Settings(BaseSettings):
     kafka_heap: str = Field("512m", description="JVM heap (-Xms/-Xmx) of the local Apache Kafka broker.")
     kafka_partitions: int = Field(6, ge=1, description="Partitions of every Tickflow topic.")
     kafka_replication_factor: int = Field(1, ge=1, description="Replication factor of created topics.")
+    kafka_min_insync_replicas: int = Field(
+        1, ge=1, description="min.insync.replicas of created topics (writes with acks=all need this many)."
+    )
     kafka_retention_ms: int = Field(7 * 24 * 3600 * 1000, description="Topic retention (ms); 7 days.")
     kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
         "lz4", description="Producer and topic compression codec."
@@ -81,6 +99,28 @@ class Settings(BaseSettings):
         "aggregated_data_", description="Bar topics are this prefix + `1min`, `5min`, `15min`."
     )
     topic_anomalies: str = Field("anomalies", description="Topic of detected anomalies.")
+
+    # --- cluster profile (`tickflow stack up --cluster`) ----------------------------------------------------
+    cluster_kafka_ports: PortList = Field(
+        [29092, 29094, 29096],
+        description="Client ports of the three local Kafka brokers of the cluster profile (loopback).",
+    )
+    cluster_controller_ports: PortList = Field(
+        [29093, 29095, 29097],
+        description="KRaft controller ports of the three brokers of the cluster profile (static quorum).",
+    )
+    spark_master_port: int = Field(17077, description="Port of the cluster profile's Spark master.")
+    spark_master_ui_port: int = Field(18080, description="Web UI port of the cluster profile's Spark master.")
+    spark_worker_ui_ports: PortList = Field(
+        [18081, 18082],
+        description="Web UI ports of the cluster profile's Spark workers, one per worker (1 core each).",
+    )
+    spark_worker_memory: str = Field("1g", description="Memory a cluster profile's Spark worker offers.")
+    spark_daemon_memory: str = Field("256m", description="JVM heap of the Spark master and worker daemons.")
+    spark_executor_memory: str = Field(
+        "512m", description="spark.executor.memory of jobs on a `spark://` master."
+    )
+    spark_executor_cores: int = Field(1, ge=1, description="spark.executor.cores on a `spark://` master.")
 
     # --- PostgreSQL / TimescaleDB -------------------------------------------------------------------------
     postgres_dsn: str = Field(
@@ -351,6 +391,13 @@ class Settings(BaseSettings):
     predict_poll_s: float = Field(1.0, gt=0, description="Max seconds `ml serve` waits between polls.")
     prediction_band: float = Field(0.9, gt=0, lt=1, description="Central coverage of the predicted band.")
     redis_prediction_ttl_s: int = Field(1800, description="TTL of `prediction:{symbol}:{interval}` (s).")
+
+    @field_validator(
+        "cluster_kafka_ports", "cluster_controller_ports", "spark_worker_ui_ports", mode="before"
+    )
+    @classmethod
+    def _csv_ports(cls, value: object) -> object:
+        return _split_csv(value)
 
     @field_validator("managed_services", "symbols", "intervals", "api_keys", "cors_origins", mode="before")
     @classmethod

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -70,6 +71,14 @@ class Service(ABC):
         """The version of the server this stack started, when it can tell."""
         return None
 
+    def address(self, settings: Settings) -> tuple[str, int]:
+        """(host, port) the service answers at."""
+        return service_address(settings, self.name)
+
+    def managed(self, settings: Settings) -> bool:
+        """True when `stack up` may start this service here (listed in ``managed_services``, on loopback)."""
+        return settings.is_managed(self.name)
+
     def stop(self, settings: Settings, paths: StatePaths) -> bool:
         """Stop the process this stack started (by PID file); True when one was stopped."""
         pid_file = paths.pid(self.name)
@@ -118,41 +127,12 @@ class KafkaBroker(Service):
         return f"Apache Kafka {found[-1]}" if found else None
 
     def start(self, settings: Settings, paths: StatePaths) -> None:
-        try:
-            jars = jvm.classpath("kafka-broker")
-        except jvm.ClasspathError as exc:
-            raise ServiceError(str(exc)) from exc
         host, port = service_address(settings, "kafka")
         home = paths.data(self.name)
         home.mkdir(parents=True, exist_ok=True)
         config = home / "server.properties"
         config.write_text(_kraft_properties(host, port, settings.kafka_controller_port, home / "data"))
-        log_config = home / "log4j2.properties"
-        log_config.write_text(_LOG4J2)
-        java = [str(self.executable()), "-cp", os.pathsep.join(map(str, jars))]
-        if not (home / "data" / "meta.properties").exists():
-            cluster_id = _run_out([*java, "kafka.tools.StorageTool", "random-uuid"], "kafka random-uuid")
-            _run(
-                [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id.strip(), "-c", str(config)],
-                "kafka storage format",
-            )
-        spawn(
-            [
-                java[0],
-                f"-Xms{settings.kafka_heap}",
-                f"-Xmx{settings.kafka_heap}",
-                "-XX:+UseG1GC",
-                "-XX:MaxGCPauseMillis=20",
-                "-Djava.awt.headless=true",
-                f"-Dlog4j2.configurationFile={log_config}",
-                f"-Dkafka.logs.dir={home}",
-                *java[1:],
-                "kafka.Kafka",
-                str(config),
-            ],
-            paths.log(self.name),
-            paths.pid(self.name),
-        )
+        start_kafka_node(settings, paths, self.name, config, lambda java: _run_out(java, "kafka random-uuid"))
 
     def stop(self, settings: Settings, paths: StatePaths) -> bool:
         """SIGTERM (a controlled shutdown that flushes the logs), SIGKILL after 60 s."""
@@ -164,13 +144,63 @@ class KafkaBroker(Service):
         return stopped
 
 
+def start_kafka_node(
+    settings: Settings, paths: StatePaths, name: str, config: Path, cluster_id: Callable[[list[str]], str]
+) -> None:
+    """Format the log dir of the node configured by ``config`` once (with ``cluster_id(java argv)``) and
+    start it detached as service ``name`` (heap ``kafka_heap``, log4j2 config beside ``config``).
+
+    Raises:
+        ServiceError: the jars cannot be had, or formatting failed.
+    """
+    try:
+        jars = jvm.classpath("kafka-broker")
+    except jvm.ClasspathError as exc:
+        raise ServiceError(str(exc)) from exc
+    home = config.parent
+    log_config = home / "log4j2.properties"
+    log_config.write_text(_LOG4J2)
+    java = [shutil.which("java") or "/usr/bin/java", "-cp", os.pathsep.join(map(str, jars))]
+    if not (home / "data" / "meta.properties").exists():
+        uuid = cluster_id([*java, "kafka.tools.StorageTool", "random-uuid"]).strip()
+        format_argv = [*java, "kafka.tools.StorageTool", "format", "-t", uuid, "-c", str(config)]
+        _run(format_argv, "kafka storage format")
+    spawn(
+        [
+            java[0],
+            f"-Xms{settings.kafka_heap}",
+            f"-Xmx{settings.kafka_heap}",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={log_config}",
+            f"-Dkafka.logs.dir={home}",
+            *java[1:],
+            "kafka.Kafka",
+            str(config),
+        ],
+        paths.log(name),
+        paths.pid(name),
+    )
+
+
 def _kraft_properties(host: str, port: int, controller_port: int, log_dir: Path) -> str:
     """server.properties of a single combined broker + controller node (static quorum of one voter)."""
+    return kraft_properties(1, host, port, controller_port, f"1@{host}:{controller_port}", log_dir, 1)
+
+
+def kraft_properties(
+    node_id: int, host: str, port: int, controller_port: int, voters: str, log_dir: Path, replicas: int
+) -> str:
+    """server.properties of a combined broker + controller node in the static quorum ``voters``
+    (``id@host:port,...``); internal topics get ``replicas`` replicas and a min ISR of ``replicas - 1``
+    (at least 1), the default for created topics alike."""
+    min_isr = max(1, replicas - 1)
     return "\n".join(
         [
             "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@{host}:{controller_port}",
+            f"node.id={node_id}",
+            f"controller.quorum.voters={voters}",
             f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
             f"advertised.listeners=PLAINTEXT://{host}:{port}",
             "controller.listener.names=CONTROLLER",
@@ -178,12 +208,15 @@ def _kraft_properties(host: str, port: int, controller_port: int, log_dir: Path)
             "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             f"log.dirs={log_dir}",
             "num.partitions=1",
-            "offsets.topic.replication.factor=1",
+            f"default.replication.factor={replicas}",
+            f"min.insync.replicas={min_isr}",
+            "unclean.leader.election.enable=false",
+            f"offsets.topic.replication.factor={replicas}",
             "offsets.topic.num.partitions=6",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
+            f"transaction.state.log.replication.factor={replicas}",
+            f"transaction.state.log.min.isr={min_isr}",
+            f"share.coordinator.state.topic.replication.factor={replicas}",
+            f"share.coordinator.state.topic.min.isr={min_isr}",
             "group.initial.rebalance.delay.ms=0",
             "auto.create.topics.enable=false",
             "log.retention.check.interval.ms=60000",

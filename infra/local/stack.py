@@ -4,14 +4,22 @@
 stack did not start it, never stopped by ``down``). A service whose settings point away from loopback, or
 that is not in ``managed_services``, is only checked. ``down`` stops exactly the processes ``up`` started
 (recorded in PID files under ``<state_dir>/run``).
+
+``up(cluster=True)`` starts the cluster profile instead (``infra.local.cluster``: three Kafka brokers, a Spark
+standalone master and two workers, and the same stores) and records it as the active profile
+(``tickflow.profile``); `status` and `down` follow the recorded profile, and `down` forgets it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import time
 from dataclasses import dataclass
 from enum import StrEnum
 
+from infra.local.cluster import PROFILE, ClusterBroker, cluster_defaults, cluster_services
 from infra.local.process import pid_alive, read_pid
 from infra.local.services import (
     SERVICES,
@@ -21,7 +29,8 @@ from infra.local.services import (
     create_database,
     ensure_installed,
 )
-from tickflow.settings import Settings, service_address
+from tickflow.profile import clear_profile, read_profile, write_profile
+from tickflow.settings import Settings
 
 
 class State(StrEnum):
@@ -49,22 +58,45 @@ class ServiceStatus:
         return self.state in (State.RUNNING, State.EXTERNAL)
 
 
+def cluster_active(settings: Settings) -> bool:
+    """True when the stack under ``settings.state_dir`` runs the cluster profile."""
+    return read_profile(settings.state_dir).get("name") == PROFILE
+
+
+def services(settings: Settings) -> tuple[Service, ...]:
+    """The services of the active profile (single broker, or the cluster)."""
+    return cluster_services(settings) if cluster_active(settings) else SERVICES
+
+
 def status(settings: Settings) -> list[ServiceStatus]:
     """The truth about every service: our PID alive or not, and a real client's health check."""
     paths = StatePaths(settings.state_dir)
-    return [_status(service, settings, paths) for service in SERVICES]
+    return [_status(service, settings, paths) for service in services(settings)]
 
 
-def up(settings: Settings) -> list[ServiceStatus]:
+def up(settings: Settings, *, cluster: bool = False) -> list[ServiceStatus]:
     """Start what is managed and not yet answering, create the database, and wait until all answer.
+
+    With ``cluster``, start the cluster profile and record it as the active profile; its settings defaults
+    (``infra.local.cluster.cluster_defaults``) replace the broker address, replication and Spark master.
 
     Raises:
         ServiceError: a service did not become healthy in ``service_start_timeout_s`` (with its log tail),
-            an unmanaged service does not answer, or packages are missing and cannot be installed.
+            an unmanaged service does not answer, packages are missing and cannot be installed, or the
+            single-broker profile still runs when the cluster is asked for.
     """
     paths = StatePaths(settings.state_dir)
-    to_start = [s for s in SERVICES if s.check(settings) is not None]
-    unmanaged = [s for s in to_start if not settings.is_managed(s.name)]
+    wanted: tuple[Service, ...] = SERVICES
+    if cluster:
+        single = read_pid(paths.pid("kafka"))
+        if single is not None and pid_alive(single):
+            raise ServiceError("the single-broker stack is up here; run `tickflow stack down` first")
+        settings = settings.model_copy(update=cluster_defaults(settings))
+        wanted = cluster_services(settings)
+    elif cluster_active(settings):
+        wanted = cluster_services(settings)
+    to_start = [s for s in wanted if s.check(settings) is not None]
+    unmanaged = [s for s in to_start if not s.managed(settings)]
     if unmanaged:
         problems = "; ".join(f"{s.name}: {s.check(settings)}" for s in unmanaged)
         raise ServiceError(f"not managed by the local stack and not reachable: {problems}")
@@ -74,17 +106,30 @@ def up(settings: Settings) -> list[ServiceStatus]:
     for service in to_start:
         _wait_healthy(service, settings, paths)
     create_database(settings)
-    return status(settings)
+    if cluster:
+        write_profile(settings.state_dir, PROFILE, cluster_defaults(settings))
+    return [_status(service, settings, paths) for service in wanted]
 
 
 def down(settings: Settings) -> list[str]:
-    """Stop the services this stack started; return their names."""
+    """Stop the services this stack started (of either profile), forget the active profile; their names."""
     paths = StatePaths(settings.state_dir)
-    return [s.name for s in reversed(SERVICES) if s.stop(settings, paths)]
+    every = {s.name: s for s in (*cluster_services(settings), *SERVICES)}
+    # the brokers shut down together: the last one alone would wait for a controller quorum that is gone
+    signalled = set()
+    for broker in (s for s in every.values() if isinstance(s, ClusterBroker)):
+        pid = read_pid(paths.pid(broker.name))
+        if pid is not None and pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+                signalled.add(broker.name)
+    stopped = [s.name for s in reversed(every.values()) if s.stop(settings, paths) or s.name in signalled]
+    clear_profile(settings.state_dir)
+    return stopped
 
 
 def _status(service: Service, settings: Settings, paths: StatePaths) -> ServiceStatus:
-    host, port = service_address(settings, service.name)
+    host, port = service.address(settings)
     pid = read_pid(paths.pid(service.name))
     ours = pid is not None and pid_alive(pid)
     problem = service.check(settings)
@@ -100,7 +145,7 @@ def _status(service: Service, settings: Settings, paths: StatePaths) -> ServiceS
     return ServiceStatus(
         service.name,
         f"{host}:{port}",
-        settings.is_managed(service.name),
+        service.managed(settings),
         state,
         pid if ours else None,
         problem or (f"ok ({version})" if version else "ok"),

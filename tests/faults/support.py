@@ -1,0 +1,158 @@
+"""Helpers of the fault-injection tests: the cluster's processes by name, Kafka partition leaders and ISRs,
+the bar job and the producer as subprocesses, waiting with a deadline."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import psycopg2
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from infra.local.cluster import ClusterBroker, SparkWorker
+from infra.local.process import pid_alive, read_pid
+from infra.local.services import Service, StatePaths
+from tests.conftest import REPO_ROOT
+from tickflow.settings import Settings
+
+TRADES: Final = 5882
+"""Trades of the Coinbase hour (``tests.conftest.COINBASE_HOUR_CSV``)."""
+TICKFLOW: Final = [sys.executable, "-m", "tickflow"]
+
+
+@dataclass
+class Cluster:
+    """A running cluster-profile stack and the settings of one test (its database and topics)."""
+
+    settings: Settings
+
+    @property
+    def paths(self) -> StatePaths:
+        return StatePaths(self.settings.state_dir)
+
+    def pid(self, service: Service) -> int:
+        pid = read_pid(self.paths.pid(service.name))
+        assert pid is not None and pid_alive(pid), f"{service.name} is not running"
+        return pid
+
+    def kill(self, service: Service) -> None:
+        """SIGKILL ``service``'s process group (a worker with its executors) and wait until it is gone."""
+        pid = self.pid(service)
+        os.killpg(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while pid_alive(pid) and time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            time.sleep(0.05)
+        assert not pid_alive(pid), f"{service.name} survived SIGKILL"
+
+    def restart(self, service: Service, timeout_s: float = 60.0) -> None:
+        """Start ``service`` again and wait until its health check passes."""
+        service.start(self.settings, self.paths)
+        wait_until(lambda: service.check(self.settings) is None, timeout_s, f"{service.name} restarted")
+
+    def partitions(self, topic: str) -> dict[int, tuple[int, list[int]]]:
+        """``{partition: (leader node, in-sync replica nodes)}`` of ``topic``."""
+        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap_servers})
+        metadata = admin.list_topics(topic, timeout=10).topics[topic]
+        return {p.id: (p.leader, sorted(p.isrs)) for p in metadata.partitions.values()}
+
+
+def broker(node: int) -> ClusterBroker:
+    return ClusterBroker(node)
+
+
+def worker(node: int) -> SparkWorker:
+    return SparkWorker(node)
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.2) -> float:
+    """Poll ``condition`` until true; the seconds it took.
+
+    Raises:
+        AssertionError: not true within ``timeout_s``.
+    """
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout_s:
+            raise AssertionError(f"not reached in {timeout_s} s: {what}")
+        time.sleep(poll_s)
+    return time.monotonic() - started
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    """The environment of a `tickflow` child process: these settings, no other TICKFLOW_* variable."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("TICKFLOW_")}
+    return base | settings.to_env()
+
+
+def start(argv: list[str], settings: Settings, log: Path) -> subprocess.Popen:
+    """Start ``argv`` in the repo with ``settings``, in a session of its own, output to ``log``."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            argv,
+            env=child_env(settings),
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stop(process: subprocess.Popen, timeout_s: float = 90.0) -> int:
+    """SIGTERM ``process``'s group, SIGKILL it after ``timeout_s``; its exit code."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(30)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # the driver's JVM and Python workers, if any are left
+    return process.returncode
+
+
+def one_minute_trades(settings: Settings) -> int:
+    """Trades counted in the stored 1-minute bars."""
+    with psycopg2.connect(settings.postgres_dsn) as conn, conn.cursor() as cur:
+        cur.execute("SELECT coalesce(sum(trade_count), 0) FROM ohlcv WHERE interval = '1m'")
+        value = cur.fetchone()[0]
+    conn.close()
+    return int(value)
+
+
+def running(process: subprocess.Popen, log: Path) -> Callable[[Callable[[], bool]], Callable[[], bool]]:
+    """Wrap a condition so that it fails at once (with the log's tail) when ``process`` has exited."""
+
+    def wrap(condition: Callable[[], bool]) -> Callable[[], bool]:
+        def check() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+            return condition()
+
+        return check
+
+    return wrap
+
+
+def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    """``{partition: high watermark}`` of ``topic``."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": "fault-tests"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in partitions}
+        return {p: high for p, (_, high) in ends.items()}
+    finally:
+        consumer.close()
