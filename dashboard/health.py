@@ -14,7 +14,7 @@ Metrics read (see ``producers/metrics.py``, ``streaming_jobs/bars/metrics.py``, 
 - consumer lag: ``tickflow_bars_consumer_lag_records{query, topic}`` (Spark queries, from their progress) and
   ``tickflow_consumer_group_lag_records{group, topic}`` (consumer groups; ``streaming_jobs/lag.py``), records,
   the total and each reader.
-- stage latency: ``tickflow_stage_latency_seconds{stage}`` (ingest, broker; mean between two
+- stage latency: ``tickflow_stage_latency_seconds{stage}`` (ingest, broker, fast path; mean between two
   scrapes) and the bar-freshness watchdog's ``tickflow_bar_freshness_lag_seconds``.
 - prediction: what `tickflow ml serve` does for the chart's series (``/api/v1/ml/status``): waiting for N
   more final bars, training, or predicting every final bar with a model version and the live walk-forward
@@ -47,7 +47,7 @@ INGEST_COUNTERS: Final = (
 FRESHNESS: Final = "tickflow_bars_freshness_seconds"
 LAG_GAUGES: Final = ("tickflow_bars_consumer_lag_records", "tickflow_consumer_group_lag_records")
 STAGE_LATENCY: Final = "tickflow_stage_latency_seconds"
-STAGES: Final = (("ingest", "ingest"), ("broker", "broker"))
+STAGES: Final = (("ingest", "ingest"), ("broker", "broker"), ("fast_path", "fast path"))
 WATCHDOG_LAG: Final = "tickflow_bar_freshness_lag_seconds"
 
 

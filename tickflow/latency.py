@@ -6,6 +6,8 @@ Stages, each measured where it happens:
 - ``ingest``: exchange event time -> receipt by the producer (``producers/``); rule: breaches counted;
 - ``broker``: receipt -> the broker's append time (the tick topic uses ``LogAppendTime``; measured by the
   API's tick feed); measured, no rule;
+- ``fast_path``: the broker's append time -> queued for the WebSocket send (``api/ws/hub.py``); measured,
+  no rule;
 - ``bar_freshness``: a bar's window end -> the revision visible in Redis (bar job), watched from outside
   the bar job by :mod:`streaming_jobs.anomalies.watchdog`; rule: the ``bar_freshness`` anomaly.
 
@@ -37,6 +39,7 @@ class Stage(StrEnum):
 
     INGEST = "ingest"
     BROKER = "broker"
+    FAST_PATH = "fast_path"
     BAR_FRESHNESS = "bar_freshness"
 
 
@@ -93,7 +96,8 @@ def stage_histogram(registry: CollectorRegistry = REGISTRY) -> Histogram:
     each process exports the stages it measures)."""
     return Histogram(
         "tickflow_stage_latency_seconds",
-        "Per-stage latency (s): ingest (event time -> receipt), broker (receipt -> Kafka append).",
+        "Per-stage latency (s): ingest (event time -> receipt), broker (receipt -> Kafka append), fast_path "
+        "(Kafka append -> queued for the WebSocket send).",
         ["stage"],
         buckets=LATENCY_BUCKETS_S,
         registry=registry,

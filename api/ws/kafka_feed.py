@@ -29,8 +29,12 @@ BATCH_MAX = 1000
 POLL_TIMEOUT_S = 0.1
 METADATA_RETRY_S = 1.0
 
-TickBatch = dict[str, list[bytes]]
-"""Tick wire records (JSON bytes) by symbol, in partition order."""
+
+class TickBatch(dict[str, list[bytes]]):
+    """Tick wire records (JSON bytes) by symbol, in partition order; ``append_ms``: the broker append time
+    of its oldest record (ms since the epoch; None when unknown), for the fast-path latency."""
+
+    append_ms: int | None = None
 
 
 class TickFeed:
@@ -107,7 +111,7 @@ class TickFeed:
             )
             if len(start) < len(partitions):
                 self._position(consumer, partitions, start)
-            batch: TickBatch = {}
+            batch = TickBatch()
             for message in messages:
                 error = message.error()
                 if error is not None:
@@ -117,9 +121,12 @@ class TickFeed:
                 first = start.get(message.partition())
                 if first is None or message.offset() < first:
                     continue
-                symbol = self._symbol(message.key(), message.value(), message.timestamp()[1])
+                append_ms = message.timestamp()[1]
+                symbol = self._symbol(message.key(), message.value(), append_ms)
                 if symbol is not None:
                     batch.setdefault(symbol, []).append(message.value())
+                    if append_ms > 0 and (batch.append_ms is None or append_ms < batch.append_ms):
+                        batch.append_ms = append_ms
             if batch:
                 self._metrics.ticks_consumed.inc(sum(len(v) for v in batch.values()))
                 self._deliver(batch)

@@ -7,11 +7,14 @@ import threading
 import time
 from datetime import UTC, datetime
 
+import httpx
 import orjson
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 
+from tests.api.conftest import API_KEY
 from tests.api.seed import SYMBOL, Seeded, bar_model, ticks_of
 from tests.api.wsclient import (
     Message,
@@ -58,6 +61,15 @@ def test_trades_arrive_from_kafka_in_order_and_stop_after_unsubscribe(
         got = receive_until(witness, lambda m: second.trade_id.iloc[-1] in trade_ids([m]))
         assert trade_ids(got) == list(second.trade_id)
         assert trade_ids(drain(leaving, quiet_s=0.5)) == []
+    # the broker stage for every tick read, the fast path for every batch a subscriber took
+    exposition = httpx.get(f"{api_server.url}/metrics", headers={"X-API-Key": API_KEY}, timeout=10).text
+    counts = {
+        sample.labels["stage"]: sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == "tickflow_stage_latency_seconds_count"
+    }
+    assert counts["broker"] >= 600 and counts["fast_path"] >= 2
 
 
 def test_bars_indicators_and_anomalies_are_pushed_from_redis_pubsub(

@@ -115,3 +115,11 @@ def test_websocket_client_gets_a_bar_published_by_the_pipeline(pipeline: Setting
         redis.Redis.from_url(pipeline.redis_url).publish(bars_channel("BTC-USD"), stored)
         message = json.loads(ws.recv(timeout=5))
         assert message["type"] == "bar" and message["data"] == json.loads(stored)
+
+
+def test_a_healthy_pipeline_raises_no_latency_anomaly(pipeline: Settings) -> None:
+    """The replayed hour went through the bar and indicator jobs with its receipt times of 2023: the old
+    per-bar receipt -> visible rule flagged every bar; per-stage latency does not judge bars."""
+    anomalies = all_items(pipeline, "/anomalies", symbol="BTC-USD", since="2023-09-05T00:00:00Z")
+    assert anomalies  # the hour has price/volume/RSI anomalies
+    assert not {a["anomaly_type"] for a in anomalies} & {"pipeline_latency", "bar_freshness"}
