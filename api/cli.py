@@ -22,10 +22,13 @@ def api(
     """Start the REST/WebSocket API on ``api_host:api_port`` (OpenAPI docs at ``/docs``).
 
     The listening socket gets ``SO_SNDBUF = api_socket_send_buffer``, which accepted connections inherit,
-    so a client that stops reading fills its bounded send queue within a known number of bytes.
+    so a client that stops reading fills its bounded send queue within a known number of bytes. Every log
+    handler redacts ``api_key=`` query values (``api.logredact``).
     """
     import uvicorn
     from uvicorn.supervisors import Multiprocess
+
+    from api.logredact import uvicorn_log_config
 
     settings = get_settings()
     config = uvicorn.Config(
@@ -35,6 +38,7 @@ def api(
         port=port or settings.api_port,
         workers=workers,
         log_level=log_level,
+        log_config=uvicorn_log_config(),
         access_log=access_log,
         ws_max_size=settings.api_ws_max_message_bytes,
         ws_per_message_deflate=settings.api_ws_compression,

@@ -34,7 +34,8 @@ class _ApiConnection(psycopg2.extensions.connection):
 
 
 class Database:
-    """A bounded pool of read connections to the bar store at ``dsn``."""
+    """A bounded pool of read connections to the bar store at ``dsn`` (connect timeout and keepalives come
+    with it: ``tickflow.clients.postgres_dsn``; statements get ``statement_timeout_ms``)."""
 
     def __init__(self, dsn: str, pool_size: int, statement_timeout_ms: int) -> None:
         self._pool = psycopg2.pool.ThreadedConnectionPool(
@@ -42,7 +43,6 @@ class Database:
             pool_size,
             dsn,
             connection_factory=_ApiConnection,
-            connect_timeout=5,
             application_name="tickflow-api",
             options=f"-c statement_timeout={statement_timeout_ms} -c TimeZone=UTC",
         )

@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader
 from starlette.requests import HTTPConnection, Request
 
-from api.auth import API_KEY_HEADER, key_is_valid
+from api.auth import API_KEY_HEADER, header_key, key_is_valid
 from api.pagination import InvalidCursorError, Order, Window, decode_cursor, to_utc
 from api.resources import Resources
 
@@ -34,9 +34,10 @@ _api_key = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="API 
 
 
 async def require_api_key(request: Request, key: Annotated[str | None, Security(_api_key)]) -> None:
-    """401 unless auth is off or the ``X-API-Key`` header holds an accepted key."""
+    """401 unless auth is off or the ``X-API-Key`` header (or ``Authorization: Bearer``) holds an accepted
+    key."""
     settings = request.app.state.settings
-    if settings.api_auth and not key_is_valid(key, settings.api_keys):
+    if settings.api_auth and not key_is_valid(key or header_key(request.headers), settings.api_keys):
         raise HTTPException(
             401,
             f"missing or invalid API key (header {API_KEY_HEADER})",

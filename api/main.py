@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 
 from api.auth import API_KEY_HEADER
 from api.fastlane import LatestFastPath
+from api.guard import OperationsGuard
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.pagination import InvalidCursorError
 from api.resources import open_resources
@@ -45,12 +46,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.add_middleware(OperationsGuard)  # with auth on, /metrics and the docs need a key
     app.add_middleware(LatestFastPath)  # innermost: CORS and metrics still see its answers
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
         allow_methods=["GET"],
-        allow_headers=[API_KEY_HEADER],
+        allow_headers=[API_KEY_HEADER, "Authorization"],
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.include_router(market.router)
@@ -65,8 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.warning("database error", path=request.url.path, error=str(exc).strip())
-    if isinstance(exc, psycopg2.OperationalError | psycopg2.pool.PoolError):
-        return JSONResponse({"detail": f"database unavailable: {str(exc).strip()}"}, status_code=503)
+    if isinstance(exc, psycopg2.OperationalError | psycopg2.pool.PoolError):  # no host or user names out
+        return JSONResponse({"detail": "database unavailable"}, status_code=503)
     return JSONResponse({"detail": "database error"}, status_code=500)
 
 

@@ -54,6 +54,17 @@ class ApiMetrics:
         self.ws_client_errors = Counter(
             "tickflow_api_ws_client_errors_total", "Error replies to client messages.", ["code"], registry=r
         )
+        self.ws_refused = Counter(
+            "tickflow_api_ws_refused_total",
+            "WebSocket connections closed with 1008 for abuse or auth.",
+            ["reason"],
+            registry=r,
+        )
+        self.symbol_lookups = Counter(
+            "tickflow_api_symbol_lookups_total",
+            "Database look-ups of unlisted symbols (the negative cache spares repeated ones).",
+            registry=r,
+        )
         self.ticks_consumed = Counter(
             "tickflow_api_ticks_consumed_total", "Ticks read from Kafka by the fast path.", registry=r
         )
@@ -66,7 +77,8 @@ class ApiMetrics:
             "tickflow_api_pubsub_messages_total", "Redis pub/sub messages received.", ["kind"], registry=r
         )
         self.stage_latency = stage_histogram(r)
-        """``tickflow_stage_latency_seconds{stage="broker"}``: receipt -> Kafka append (the tick feed)."""
+        """``tickflow_stage_latency_seconds{stage}``: ``broker`` (receipt -> Kafka append, the tick feed) and
+        ``fast_path`` (Kafka append -> queued for the WebSocket send, the hub)."""
 
 
 class MetricsMiddleware:

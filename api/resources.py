@@ -20,13 +20,15 @@ from api.store import MarketStore
 from api.symbols import SymbolCatalog
 from api.ws.hub import Hub
 from api.ws.kafka_feed import TickBatch, TickFeed
+from api.ws.limits import ConnectionLimits
 from api.ws.redis_feed import PubSubFeed
+from tickflow.clients import kafka_admin_config, postgres_dsn
 from tickflow.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 STARTUP_WAIT_S = 10.0
-REDIS_TIMEOUT_S = 2.0
+REDIS_TIMEOUT_S = 2.0  # the API's own Redis timeouts are at most this (``store_*_timeout_s`` when lower)
 
 
 @dataclass
@@ -43,6 +45,7 @@ class Resources:
     tick_feed: TickFeed
     pubsub_feed: PubSubFeed
     kafka_admin: AdminClient
+    limits: ConnectionLimits
     started: float = field(default_factory=time.monotonic)
 
 
@@ -51,13 +54,17 @@ async def open_resources(settings: Settings, metrics: ApiMetrics) -> AsyncIterat
     """Open pools and clients, start the feeds and the heartbeat, wait (bounded) until the feeds are
     positioned and subscribed, and close everything on exit. A dependency that is down does not stop the
     start: REST falls back or answers 503 and ``/ready`` reports it."""
-    db = Database(settings.postgres_dsn, settings.api_db_pool_size, settings.api_db_statement_timeout_ms)
+    db = Database(postgres_dsn(settings), settings.api_db_pool_size, settings.api_db_statement_timeout_ms)
+    connect_s = min(REDIS_TIMEOUT_S, settings.store_connect_timeout_s)
     redis = Redis.from_url(
-        settings.redis_url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
-    )
-    pubsub_redis = Redis.from_url(
         settings.redis_url,
-        socket_connect_timeout=REDIS_TIMEOUT_S,
+        socket_timeout=min(REDIS_TIMEOUT_S, settings.store_read_timeout_s),
+        socket_connect_timeout=connect_s,
+        socket_keepalive=True,
+    )
+    pubsub_redis = Redis.from_url(  # no read timeout: it waits for messages; keepalive and health checks
+        settings.redis_url,
+        socket_connect_timeout=connect_s,
         socket_keepalive=True,
         health_check_interval=30,
     )
@@ -80,11 +87,12 @@ async def open_resources(settings: Settings, metrics: ApiMetrics) -> AsyncIterat
         db=db,
         redis=redis,
         store=store,
-        catalog=SymbolCatalog(settings, store),
+        catalog=SymbolCatalog(settings, store, metrics),
+        limits=ConnectionLimits(settings.api_ws_max_connections, settings.api_ws_max_connections_per_client),
         hub=hub,
         tick_feed=TickFeed(settings, deliver, metrics),
         pubsub_feed=PubSubFeed(pubsub_redis, hub, latest, metrics),
-        kafka_admin=AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers}),
+        kafka_admin=AdminClient(kafka_admin_config(settings)),
     )
     tasks = [
         asyncio.create_task(resources.pubsub_feed.run(), name="pubsub-feed"),

@@ -14,6 +14,7 @@ from dash import Dash, Input, Output, State
 from dashboard import layout
 from dashboard.health import HealthMonitor
 from dashboard.http_cache import FetchError
+from dashboard.login import require_login
 from dashboard.source import TickflowApi, metrics_urls
 from dashboard.view import bars_needed, load_chart
 from tickflow.settings import Settings, get_settings
@@ -22,12 +23,15 @@ ASSETS = Path(__file__).parent / "assets"
 
 
 def create_app(settings: Settings | None = None) -> Dash:
-    """The dashboard of ``settings`` (default: ``get_settings()``); ``app.server`` is its WSGI app."""
+    """The dashboard of ``settings`` (default: ``get_settings()``); ``app.server`` is its WSGI app, behind a
+    login (``dashboard.login``) when ``api_auth`` is on."""
     settings = settings or get_settings()
     api = TickflowApi(settings)
     monitor = HealthMonitor(api, metrics_urls(settings))
     app = Dash(__name__, title="Tickflow", update_title=None, assets_folder=str(ASSETS))
     app.layout = layout.page(settings)
+    app.server.add_url_rule("/live", "live", lambda: "ok")  # liveness, open even behind the login
+    require_login(app, settings)  # HTTP Basic, password an API key, when api_auth is on
 
     @app.callback(
         Output("symbol", "options"),

@@ -17,7 +17,7 @@ import pandas as pd
 from api.auth import API_KEY_HEADER
 from dashboard.frames import anomalies_frame, bars_frame, indicators_frame, predictions_frame
 from dashboard.http_cache import Fetched, HttpCache, text_body
-from tickflow.settings import Settings
+from tickflow.settings import Settings, reveal
 
 MAX_PAGE = 10_000
 """Largest page the API serves (``limit`` of the list endpoints)."""
@@ -34,7 +34,8 @@ class TickflowApi:
 
     def __init__(self, settings: Settings) -> None:
         self.base_url = settings.api_url.rstrip("/")
-        key = settings.dashboard_api_key or (settings.api_keys[0] if settings.api_keys else "")
+        first = reveal(settings.api_keys[0]) if settings.api_keys else ""
+        key = reveal(settings.dashboard_api_key) or first
         self.http = HttpCache(
             timeout_s=settings.dashboard_api_timeout_s,
             ttl_s=settings.dashboard_cache_ttl_s,

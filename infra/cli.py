@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
 import typer
+from pydantic import SecretStr
 
 from tickflow.settings import get_settings
 
@@ -57,6 +59,7 @@ def run(
     from infra.local.services import ServiceError
     from infra.local.stack import down, up
     from infra.topics import create_topics
+    from tickflow.clients import postgres_dsn
 
     settings = get_settings()
     taken = taken_ports(settings)
@@ -66,7 +69,7 @@ def run(
         raise typer.Exit(1)
     try:
         _print_status(up(settings))
-        applied = migrate(settings.postgres_dsn)
+        applied = migrate(postgres_dsn(settings, statement_timeout=False))
         typer.echo(f"migrations applied: {', '.join(applied) or 'none (up to date)'}")
         create_topics(settings)
         typer.echo("Starting the pipeline (Ctrl-C stops it and the local stack)...")
@@ -133,9 +136,10 @@ def db_migrate() -> None:
     import psycopg2
 
     from infra.db.migrate import migrate
+    from tickflow.clients import postgres_dsn
 
     try:
-        applied = migrate(get_settings().postgres_dsn)
+        applied = migrate(postgres_dsn(get_settings(), statement_timeout=False))
     except psycopg2.OperationalError as exc:
         typer.secho(f"cannot reach PostgreSQL ({exc}); is `tickflow stack up` running?", fg="red", err=True)
         raise typer.Exit(1) from exc
@@ -161,7 +165,8 @@ settings_app = typer.Typer(help="Show the effective settings.")
 def settings_show(
     markdown: bool = typer.Option(False, "--markdown", help="Print the README's settings table instead."),
 ) -> None:
-    """Print every setting with its env var and effective value (or the documentation table)."""
+    """Print every setting with its env var and effective value (or the documentation table); secrets
+    (``SecretStr`` settings, passwords in URLs and DSNs) are masked."""
     from tickflow.settings import Settings
 
     settings = get_settings()
@@ -174,4 +179,21 @@ def settings_show(
             shown = ",".join(map(str, default)) if isinstance(default, list) else default
             typer.echo(f"| `{env}` | `{shown}` | {field.description or ''} |")
         else:
-            typer.echo(f"{env}={getattr(settings, name)}")
+            typer.echo(f"{env}={_masked(getattr(settings, name))}")
+
+
+MASK = "**********"
+_URL_PASSWORD = re.compile(r"(://[^:/?#@\s]*:)[^@/\s]*(@)")
+_DSN_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def _masked(value: object) -> str:
+    """``value`` as `tickflow settings` prints it: a non-empty secret as ``**********``, a list item by
+    item, and the password of a URL (``scheme://user:password@host``) or libpq DSN (``password=...``)
+    masked."""
+    if isinstance(value, SecretStr):
+        return MASK if value.get_secret_value() else ""
+    if isinstance(value, list):
+        return ",".join(_masked(item) for item in value)
+    text = str(value)
+    return _DSN_PASSWORD.sub(rf"\g<1>{MASK}", _URL_PASSWORD.sub(rf"\g<1>{MASK}\g<2>", text))

@@ -7,6 +7,7 @@ from typing import Final
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from tickflow.clients import kafka_admin_config
 from tickflow.settings import Settings
 
 APPEND_TIME: Final = {"message.timestamp.type": "LogAppendTime"}
@@ -25,7 +26,7 @@ def create_topics(settings: Settings, timeout_s: float = 15.0) -> dict[str, str]
     Raises:
         KafkaException: the broker refused a topic for another reason than that it exists.
     """
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    admin = AdminClient(kafka_admin_config(settings))
     config = {
         "retention.ms": str(settings.kafka_retention_ms),
         "compression.type": settings.kafka_compression,
@@ -57,7 +58,7 @@ def create_topics(settings: Settings, timeout_s: float = 15.0) -> dict[str, str]
 
 def describe_partitions(settings: Settings, timeout_s: float = 10.0) -> dict[str, int]:
     """``{topic: partition count}`` of Tickflow's topics that exist on the broker."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    admin = AdminClient(kafka_admin_config(settings))
     metadata = admin.list_topics(timeout=timeout_s)
     wanted = set(settings.all_topics())
     return {name: len(t.partitions) for name, t in metadata.topics.items() if name in wanted}

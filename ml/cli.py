@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from tickflow.clients import postgres_dsn, redis_kwargs
 from tickflow.settings import get_settings
 
 if TYPE_CHECKING:  # heavy modules are imported inside the commands, keeping `tickflow --help` fast
@@ -35,7 +36,7 @@ def _connect() -> psycopg2.extensions.connection:
     import psycopg2
 
     try:
-        conn = psycopg2.connect(get_settings().postgres_dsn)
+        conn = psycopg2.connect(postgres_dsn(get_settings()))
     except psycopg2.OperationalError as exc:
         typer.secho(f"cannot reach PostgreSQL ({exc}); is `tickflow stack up` running?", fg="red", err=True)
         raise typer.Exit(1) from exc
@@ -154,7 +155,7 @@ def predict_cmd(symbol: SymbolOpt = None, interval: IntervalOpt = None) -> None:
     settings = get_settings()
     service = PredictionService(settings)
     conn = _connect()
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis.Redis.from_url(settings.redis_url, **redis_kwargs(settings))
     try:
         for series in tqdm(_series(conn, symbol, interval), desc="predict", unit="series"):
             try:

@@ -23,6 +23,7 @@ import pandas as pd
 import psycopg2
 import psycopg2.extensions
 
+from tickflow.clients import postgres_dsn
 from tickflow.intervals import Interval
 from tickflow.schemas import BAR_FIELDS, BAR_FLOAT_FIELDS, INDICATOR_FIELDS
 from tickflow.settings import Settings, get_settings
@@ -47,7 +48,7 @@ def connect(settings: Settings | None = None) -> Iterator[psycopg2.extensions.co
     Raises:
         psycopg2.OperationalError: the database cannot be reached.
     """
-    conn = psycopg2.connect((settings or get_settings()).postgres_dsn)
+    conn = psycopg2.connect(postgres_dsn(settings or get_settings()))
     try:
         yield conn
     finally:

@@ -46,6 +46,7 @@ from ml.model import InsufficientDataError, PriceModel, TrainParams
 from ml.predict import predict_rows, write_predictions
 from ml.registry import ModelNotFoundError, ModelRegistry
 from ml.training import select_series, train_series
+from tickflow.clients import postgres_dsn, redis_kwargs
 from tickflow.intervals import Interval
 from tickflow.keys import ML_STATUS_KEY, bars_channel
 from tickflow.settings import Settings
@@ -242,13 +243,13 @@ class PredictionService:
         """Run :meth:`step` until ``stop`` is set, woken by bar messages or every ``predict_poll_s``."""
         stop = stop or threading.Event()
         conn: psycopg2.extensions.connection | None = None
-        client = redis.Redis.from_url(self.settings.redis_url)
+        client = redis.Redis.from_url(self.settings.redis_url, **redis_kwargs(self.settings))
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             while not stop.is_set():
                 try:
                     if conn is None or conn.closed:
-                        conn = psycopg2.connect(self.settings.postgres_dsn)
+                        conn = psycopg2.connect(postgres_dsn(self.settings))
                         conn.autocommit = True
                     rows = self.step(conn, client)
                     if len(rows):

@@ -33,7 +33,7 @@ def _symbols(value: str | None, settings: Settings) -> list[str]:
 def _serve_metrics(port: int | None, settings: Settings) -> None:
     from producers.metrics import serve_metrics
 
-    serve_metrics(settings.producer_metrics_port if port is None else port)
+    serve_metrics(settings.producer_metrics_port if port is None else port, settings.metrics_bind_host)
 
 
 def _report(stats: IngestStats) -> None:

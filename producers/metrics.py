@@ -90,12 +90,13 @@ ACTIVE_PROVIDER: Final = Gauge(
 )
 
 
-def serve_metrics(port: int) -> bool:
-    """Start the Prometheus HTTP endpoint on ``port`` (0: disabled); False (logged) when the port is taken."""
+def serve_metrics(port: int, host: str = "127.0.0.1") -> bool:
+    """Start the Prometheus HTTP endpoint on ``host:port`` (``Settings.metrics_bind_host``; port 0:
+    disabled); False (logged) when the port is taken."""
     if not port:
         return False
     try:
-        start_http_server(port)
+        start_http_server(port, addr=host)
     except OSError as exc:
         log.warning("metrics endpoint not started", port=port, error=str(exc))
         return False

@@ -127,6 +127,18 @@ class Settings(BaseSettings):
         "postgresql://postgres@127.0.0.1:15432/tickflow", description="libpq URL of the bar store."
     )
 
+    store_connect_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="Connect timeout of every PostgreSQL, Redis, Kafka admin and HTTP client (s).",
+    )
+    store_read_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Read timeout of every PostgreSQL statement (statement_timeout), Redis command, Kafka "
+        "admin request and HTTP request (s); a store that drops packets fails a call instead of hanging it.",
+    )
+
     # --- Redis ---------------------------------------------------------------------------------------
     redis_url: str = Field("redis://127.0.0.1:16379/0", description="Redis URL (latest values, pub/sub).")
     redis_bar_ttl_s: int = Field(300, description="TTL of `aggregated:{symbol}:{interval}` keys (s).")
@@ -136,7 +148,9 @@ class Settings(BaseSettings):
     influx_url: str = Field("http://127.0.0.1:18428", description="InfluxDB 2 URL (or VictoriaMetrics).")
     influx_org: str = Field("tickflow", description="InfluxDB organisation.")
     influx_bucket: str = Field("market_data", description="InfluxDB bucket.")
-    influx_token: str = Field("", description="InfluxDB API token (empty for VictoriaMetrics).")
+    influx_token: SecretStr = Field(
+        SecretStr(""), description="InfluxDB API token (empty for VictoriaMetrics); secret, shown masked."
+    )
     influx_retention: str = Field("100y", description="Retention of the local VictoriaMetrics store.")
 
     # --- market universe -----------------------------------------------------------------------------
@@ -197,7 +211,9 @@ class Settings(BaseSettings):
     api_host: str = Field("127.0.0.1", description="Bind address of the REST/WebSocket API.")
     api_port: int = Field(8000, description="Port of the REST/WebSocket API.")
     api_url: str = Field("http://127.0.0.1:8000", description="Where the dashboard finds the API.")
-    api_keys: CsvList = Field([], description="Accepted API keys; auth is on when `api_auth` is true.")
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        [], description="Accepted API keys; auth is on when `api_auth` is true; secret, shown masked."
+    )
     api_auth: bool = Field(False, description="Require an API key on REST and WebSocket.")
     cors_origins: CsvList = Field(["*"], description="Allowed CORS origins.")
     dashboard_host: str = Field("127.0.0.1", description="Bind address of the dashboard.")
@@ -205,8 +221,10 @@ class Settings(BaseSettings):
 
     # --- dashboard (dashboard/) -------------------------------------------------------------------------
     dashboard_refresh_s: float = Field(2.0, gt=0, description="Live refresh interval of the dashboard (s).")
-    dashboard_api_key: str = Field(
-        "", description="API key the dashboard sends when `api_auth` is on; empty: the first of `api_keys`."
+    dashboard_api_key: SecretStr = Field(
+        SecretStr(""),
+        description="API key the dashboard sends when `api_auth` is on; empty: the first of `api_keys`; "
+        "secret, shown masked.",
     )
     dashboard_api_timeout_s: float = Field(
         2.0, gt=0, description="Timeout of one dashboard HTTP request (s)."
@@ -254,13 +272,35 @@ class Settings(BaseSettings):
     api_ws_compression: bool = Field(
         False, description="Offer permessage-deflate (saves bandwidth, costs CPU per client and message)."
     )
+    api_ws_max_connections: int = Field(
+        2000, ge=1, description="Most WebSocket connections one API process holds; more are closed with 1008."
+    )
+    api_ws_max_connections_per_client: int = Field(
+        50,
+        ge=1,
+        description="Most WebSocket connections from one client address per API process; more are closed "
+        "with 1008.",
+    )
+    api_ws_max_messages_per_s: float = Field(
+        50.0,
+        gt=0,
+        description="Client messages one WebSocket connection may send per second (bursts up to twice "
+        "that); a flooder is closed with 1008.",
+    )
+    api_unknown_symbol_ttl_s: float = Field(
+        60.0,
+        ge=0,
+        description="How long a symbol found unknown is remembered (no database look-up for it) (s).",
+    )
 
     # --- producers ------------------------------------------------------------------------------------
     max_clock_skew_s: float = Field(
         30.0, description="Live ticks whose event time is further than this from receipt time are rejected."
     )
     dedup_window: int = Field(100_000, description="Trade ids remembered per exchange for de-duplication.")
-    polygon_api_key: str = Field("", description="Polygon.io API key for the stocks streamer.")
+    polygon_api_key: SecretStr = Field(
+        SecretStr(""), description="Polygon.io API key for the stocks streamer; secret, shown masked."
+    )
     producer_linger_ms: int = Field(20, ge=0, description="librdkafka linger.ms of the tick producer.")
     producer_batch_bytes: int = Field(
         1_048_576, ge=1, description="librdkafka batch.size (bytes) of the tick producer."
@@ -306,6 +346,11 @@ class Settings(BaseSettings):
     )
 
     # --- metrics (Prometheus) -------------------------------------------------------------------------
+    metrics_bind_host: str = Field(
+        "127.0.0.1",
+        description="Bind address of the Prometheus metrics servers of the producers and stream jobs "
+        "(`0.0.0.0`: every interface).",
+    )
     producer_metrics_port: int = Field(9101, description="Prometheus metrics port of `tickflow produce`.")
     bars_metrics_port: int = Field(9102, description="Prometheus metrics port of `tickflow stream bars`.")
     indicators_metrics_port: int = Field(
@@ -429,10 +474,14 @@ class Settings(BaseSettings):
     def to_env(self) -> dict[str, str]:
         """These settings as ``TICKFLOW_*`` environment variables (to hand them to a child process)."""
         env = {}
-        for name, value in self.model_dump(mode="json").items():
-            secret = getattr(self, name)
-            if isinstance(secret, SecretStr):  # dumped masked; a child process needs the real value
-                value = secret.get_secret_value()
+        secrets = {name for name, f in type(self).model_fields.items() if "SecretStr" in str(f.annotation)}
+        dumped = self.model_dump(mode="json", exclude=secrets)  # a secret would be dumped masked
+        for name in type(self).model_fields:
+            value = getattr(self, name)  # a model_copy may hold a secret as a plain str
+            if name in secrets:
+                value = [reveal(item) for item in value] if isinstance(value, list) else reveal(value)
+            else:
+                value = dumped[name]
             text = json.dumps(value) if isinstance(value, list | bool) else str(value)
             env[f"TICKFLOW_{name.upper()}"] = text
         return env
@@ -440,6 +489,16 @@ class Settings(BaseSettings):
     def is_managed(self, service: ServiceName) -> bool:
         """True when `stack up` should start ``service`` here: listed and pointing at loopback."""
         return service in self.managed_services and service_host(self, service) in LOOPBACK_HOSTS
+
+
+def reveal(value: SecretStr | str) -> str:
+    """The plain text of a secret setting (a ``model_copy`` may hold it as a plain ``str``)."""
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+
+def revealed(values: list[SecretStr] | list[str]) -> list[str]:
+    """The plain texts of a list of secrets, e.g. ``api_keys``."""
+    return [reveal(value) for value in values]
 
 
 def service_host(settings: Settings, service: ServiceName) -> str:

@@ -1,4 +1,6 @@
-"""Operational endpoints: ``/health``, ``/live``, ``/ready`` and ``/metrics`` (no API key needed)."""
+"""Operational endpoints: ``/health``, ``/live``, ``/ready`` (no API key needed) and ``/metrics`` (a key when
+``api_auth`` is on: ``api.guard``). ``/ready`` names a failed check's error type only; the error text,
+which may hold host and user names, goes to the log."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import time
 from collections.abc import Awaitable
 
 import anyio
+import structlog
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -16,6 +19,8 @@ from api.models import Check, Health, Readiness
 from api.resources import Resources
 
 READY_TIMEOUT_S = 3.0
+
+log = structlog.get_logger(__name__)
 
 router = APIRouter(tags=["operations"])
 
@@ -43,7 +48,7 @@ async def ready(resources: ResourcesDep, response: Response) -> Readiness:
     """Readiness: PostgreSQL answers a query, Redis a PING, and the broker knows the tick topic."""
     names = ("postgres", "redis", "kafka")
     probes = (_postgres(resources), _redis(resources), _kafka(resources))
-    results = await asyncio.gather(*(_check(probe) for probe in probes))
+    results = await asyncio.gather(*(_check(name, probe) for name, probe in zip(names, probes, strict=True)))
     checks = dict(zip(names, results, strict=True))
     is_ready = all(check.ok for check in checks.values())
     if not is_ready:
@@ -57,12 +62,14 @@ async def metrics(resources: ResourcesDep) -> Response:
     return Response(generate_latest(resources.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-async def _check(probe: Awaitable[str]) -> Check:
+async def _check(name: str, probe: Awaitable[str]) -> Check:
+    """The outcome of one probe; a failure's detail is its error type (the text is logged only)."""
     started = time.perf_counter()
     try:
         detail, ok = await asyncio.wait_for(probe, READY_TIMEOUT_S), True
     except Exception as exc:  # every failure of a dependency is a failed check, never a 500
-        detail, ok = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, False
+        log.warning("readiness check failed", check=name, error=f"{type(exc).__name__}: {exc}")
+        detail, ok = f"unavailable ({type(exc).__name__})", False
     return Check(ok=ok, detail=detail, latency_ms=round((time.perf_counter() - started) * 1000, 3))
 
 

@@ -22,4 +22,5 @@ async def websocket(websocket: WebSocket) -> None:
         resources.catalog,
         resources.metrics,
         Snapshots(resources.store),
+        resources.limits,
     )

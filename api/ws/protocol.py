@@ -1,5 +1,13 @@
 """The WebSocket protocol of ``/ws``: client requests, server frames, channel names.
 
+Auth (when ``api_auth`` is on): the handshake carries the key in ``X-API-Key`` or ``Authorization: Bearer``
+(or, discouraged, ``?api_key=``, redacted from the logs); otherwise the first message must be
+``{"type": "auth", "api_key": "<key>"}``, answered with ``{"type": "authenticated"}`` before the welcome.
+No valid key: the connection is closed with 1008.
+
+Limits (``api.ws.limits``): connections per process and per client address, and client messages per second
+per connection (``max_messages_per_s`` in the welcome; bursts of twice that); past one, 1008 with a reason.
+
 Client -> server (JSON text frames; ``id`` is optional and echoed in the reply)::
 
     {"type": "subscribe", "symbols": ["BTC-USD"], "channels": ["trades", "bars:1m"], "id": 1,
@@ -9,7 +17,8 @@ Client -> server (JSON text frames; ``id`` is optional and echoed in the reply):
 
 Server -> client::
 
-    {"type": "welcome", "channels": [...], "max_subscriptions": 100, "heartbeat_s": 30.0, "queue_size": 1000}
+    {"type": "welcome", "channels": [...], "max_subscriptions": 100, "heartbeat_s": 30.0, "queue_size": 1000,
+     "max_messages_per_s": 50.0}
     {"type": "subscribed" | "unsubscribed", "id": 1, "subscriptions": {"BTC-USD": ["bars:1m", "trades"]}}
     {"type": "pong", "id": "x", "time": "<ISO UTC>"}
     {"type": "heartbeat", "time": "<ISO UTC>"}

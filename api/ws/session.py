@@ -1,17 +1,21 @@
-"""Serving one WebSocket connection: auth, the welcome message, client requests, sender and receiver."""
+"""Serving one WebSocket connection: limits, auth, the welcome message, client requests, sender and
+receiver."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
+import orjson
 import psycopg2
 from starlette.websockets import WebSocket
 
-from api.auth import API_KEY_HEADER, API_KEY_QUERY, key_is_valid
+from api.auth import API_KEY_QUERY, header_key, key_is_valid
 from api.metrics import ApiMetrics
 from api.symbols import SymbolCatalog
-from api.ws.client import Subscription, Topic, WsClient
+from api.ws.client import CLOSE_TIMEOUT_S, Subscription, Topic, WsClient
 from api.ws.hub import Hub
+from api.ws.limits import LIMIT_CLOSE, ConnectionLimits, MessageRate
 from api.ws.protocol import (
     ErrorCode,
     Ping,
@@ -29,6 +33,7 @@ from api.ws.snapshot import Snapshots
 from tickflow.settings import Settings
 
 AUTH_CLOSE = 1008
+AUTH_TIMEOUT_S = 5.0
 
 
 class Session:
@@ -111,12 +116,36 @@ class Session:
         return dict(sorted(by_symbol.items()))
 
 
-def authorised(websocket: WebSocket, settings: Settings) -> bool:
-    """True when auth is off or the handshake carries a valid key (header or ``?api_key=``)."""
+def handshake_key(websocket: WebSocket) -> str | None:
+    """The key of the handshake: ``X-API-Key``, ``Authorization: Bearer`` or (legacy) ``?api_key=``."""
+    return header_key(websocket.headers) or websocket.query_params.get(API_KEY_QUERY)
+
+
+async def authenticate(websocket: WebSocket, settings: Settings) -> bool:
+    """True when auth is off, the handshake carries a valid key, or the first message (within
+    ``AUTH_TIMEOUT_S``) is ``{"type": "auth", "api_key": "<key>"}`` with a valid key (answered with
+    ``{"type": "authenticated"}``). A key is never logged."""
     if not settings.api_auth:
         return True
-    key = websocket.headers.get(API_KEY_HEADER) or websocket.query_params.get(API_KEY_QUERY)
-    return key_is_valid(key, settings.api_keys)
+    key = handshake_key(websocket)
+    if key is not None:
+        return key_is_valid(key, settings.api_keys)
+    try:
+        message = await asyncio.wait_for(websocket.receive(), AUTH_TIMEOUT_S)
+    except TimeoutError:
+        return False
+    text = message.get("text") or message.get("bytes")
+    try:
+        payload = orjson.loads(text) if text else None
+    except orjson.JSONDecodeError:
+        return False
+    if not isinstance(payload, dict) or payload.get("type") != "auth":
+        return False
+    key = payload.get("api_key")
+    if not isinstance(key, str) or not key_is_valid(key, settings.api_keys):
+        return False
+    await websocket.send_text(frame({"type": "authenticated"}))
+    return True
 
 
 async def serve(
@@ -126,12 +155,37 @@ async def serve(
     catalog: SymbolCatalog,
     metrics: ApiMetrics,
     snapshots: Snapshots,
+    limits: ConnectionLimits,
 ) -> None:
-    """Run one connection until either side closes it."""
+    """Run one connection until either side closes it; one past the connection limits is closed with
+    1008 and a reason, so is one without a valid key (``authenticate``)."""
     await websocket.accept()
-    if not authorised(websocket, settings):
-        await websocket.close(AUTH_CLOSE, "missing or invalid API key")
+    address = websocket.client.host if websocket.client else "unknown"
+    refused = limits.admit(address)
+    if refused is not None:
+        metrics.ws_refused.labels("connections").inc()
+        with contextlib.suppress(Exception):  # the peer may be gone already
+            await websocket.close(LIMIT_CLOSE, refused)
         return
+    try:
+        if not await authenticate(websocket, settings):
+            metrics.ws_refused.labels("auth").inc()
+            with contextlib.suppress(Exception):
+                await websocket.close(AUTH_CLOSE, "missing or invalid API key")
+            return
+        await _run(websocket, settings, hub, catalog, metrics, snapshots)
+    finally:
+        limits.release(address)
+
+
+async def _run(
+    websocket: WebSocket,
+    settings: Settings,
+    hub: Hub,
+    catalog: SymbolCatalog,
+    metrics: ApiMetrics,
+    snapshots: Snapshots,
+) -> None:
     client = WsClient(websocket, settings.api_ws_queue_size, settings.api_ws_slow_grace_s, metrics)
     channels = channel_names(settings.intervals)
     session = Session(client, hub, catalog, channels, metrics, snapshots)
@@ -144,13 +198,17 @@ async def serve(
                 "max_subscriptions": settings.api_ws_max_subscriptions,
                 "heartbeat_s": settings.api_ws_heartbeat_s,
                 "queue_size": settings.api_ws_queue_size,
+                "max_messages_per_s": settings.api_ws_max_messages_per_s,
             }
         )
     )
     sender = asyncio.create_task(client.run())
-    receiver = asyncio.create_task(_receive(websocket, session))
+    rate = MessageRate(settings.api_ws_max_messages_per_s)
+    receiver = asyncio.create_task(_receive(websocket, session, client, rate, metrics))
     try:
         await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        if client.closing and not sender.done():  # let the sender say goodbye (close frame with a reason)
+            await asyncio.wait({sender}, timeout=CLOSE_TIMEOUT_S + 1)
     finally:
         hub.disconnect(client)
         for task in (sender, receiver):
@@ -158,10 +216,17 @@ async def serve(
         await asyncio.gather(sender, receiver, return_exceptions=True)
 
 
-async def _receive(websocket: WebSocket, session: Session) -> None:
+async def _receive(
+    websocket: WebSocket, session: Session, client: WsClient, rate: MessageRate, metrics: ApiMetrics
+) -> None:
+    """Serve client messages in order; a client over its message rate is closed with 1008."""
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
+            return
+        if not rate.allow():
+            metrics.ws_refused.labels("rate").inc()
+            client.close(LIMIT_CLOSE, "too many messages: rate limit exceeded")
             return
         text = message.get("text")
         await session.handle(text if text is not None else message.get("bytes") or b"")

@@ -33,7 +33,7 @@ from producers.exchanges.common import (
 )
 from producers.exchanges.spec import ExchangeSpec
 from producers.trades import DlqReason, ParseResult, TradeFields
-from tickflow.settings import Settings
+from tickflow.settings import Settings, reveal
 
 EXCHANGE: Final = "polygon"
 FAILED_STATUSES: Final = frozenset({"auth_failed", "error"})
@@ -97,10 +97,11 @@ def subscribe(symbols: Sequence[str], settings: Settings) -> list[str]:
     Raises:
         ValueError: ``polygon_api_key`` is empty.
     """
-    if not settings.polygon_api_key:
+    key = reveal(settings.polygon_api_key)
+    if not key:
         raise ValueError("Polygon needs an API key: set TICKFLOW_POLYGON_API_KEY")
     return [
-        orjson.dumps({"action": "auth", "params": settings.polygon_api_key}).decode(),
+        orjson.dumps({"action": "auth", "params": key}).decode(),
         orjson.dumps({"action": "subscribe", "params": ",".join(f"T.{s}" for s in symbols)}).decode(),
     ]
 

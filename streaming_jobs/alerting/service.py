@@ -38,6 +38,7 @@ from streaming_jobs.alerting.routing import Channel, Cooldown, route
 from streaming_jobs.anomalies.model import Anomaly
 from streaming_jobs.bars.sinks.kafka import make_producer, produce_all
 from streaming_jobs.indicators.sinks import dead_letter_record
+from tickflow.clients import postgres_dsn
 from tickflow.settings import Settings
 from tickflow.validity import DlqReason
 
@@ -176,7 +177,7 @@ def run_alerts(settings: Settings, stop: threading.Event, exit_when_idle_s: floa
         }
     )
     dlq = make_producer(settings)
-    conn = psycopg2.connect(settings.postgres_dsn)
+    conn = psycopg2.connect(postgres_dsn(settings))
     handled = 0
     try:
         alerter = Alerter(settings, conn)

@@ -138,7 +138,7 @@ def run(settings: Settings, *, available_now: bool = False, serve_metrics: bool 
     """
     spark = build_spark(settings, "tickflow-bars")
     if serve_metrics:
-        start_http_server(settings.bars_metrics_port)
+        start_http_server(settings.bars_metrics_port, addr=settings.metrics_bind_host)
     install_progress_metrics(spark)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -33,6 +33,7 @@ from streaming_jobs.bars.sinks.kafka import Record, make_producer, produce_all
 from streaming_jobs.bars.sinks.postgres import TICK_DATA_COLUMNS, insert_ticks
 from streaming_jobs.bars.sinks.retry import Refused, with_retries
 from streaming_jobs.source import RAW_SCHEMA
+from tickflow.clients import postgres_dsn
 from tickflow.schemas import json_dumps
 from tickflow.settings import Settings
 from tickflow.validity import DlqReason
@@ -97,7 +98,7 @@ def _insert_isolating(settings: Settings, rows: pa.RecordBatch) -> tuple[int, di
     """Insert ``rows`` into ``tick_data`` (transient failures retried); when the database refuses the data,
     halve the batch until the refused rows are isolated. Returns (rows stored, {row index: error})."""
     try:
-        return with_retries(settings, "tick_data", insert_ticks, settings.postgres_dsn, rows), {}
+        return with_retries(settings, "tick_data", insert_ticks, postgres_dsn(settings), rows), {}
     except Refused as exc:
         if rows.num_rows == 1:
             return 0, {0: str(exc)}

@@ -27,8 +27,9 @@ from streaming_jobs.bars.sinks.kafka import KafkaBarSink
 from streaming_jobs.bars.sinks.postgres import PostgresBarSink, finalisation_lower_bound
 from streaming_jobs.bars.sinks.redis_store import LatestPrice, RedisBarSink, iso_utc
 from streaming_jobs.bars.sinks.retry import with_retries
+from tickflow.clients import postgres_dsn, redis_kwargs
 from tickflow.schemas import BAR_FIELDS, OHLCVBar
-from tickflow.settings import Settings
+from tickflow.settings import Settings, reveal
 
 log = structlog.get_logger(__name__)
 
@@ -50,10 +51,16 @@ class BarBatchWriter:
         self.settings = settings
         self.tracker = WatermarkTracker(delay_ms(settings.watermark))
         self._longest = timedelta(minutes=max(settings.interval_list).minutes)
-        self.postgres = PostgresBarSink(settings.postgres_dsn)
-        self.redis = RedisBarSink(settings.redis_url, settings.redis_bar_ttl_s, settings.redis_price_ttl_s)
+        self.postgres = PostgresBarSink(postgres_dsn(settings))
+        self.redis = RedisBarSink(
+            settings.redis_url, settings.redis_bar_ttl_s, settings.redis_price_ttl_s, redis_kwargs(settings)
+        )
         self.influx = InfluxBarSink(
-            settings.influx_url, settings.influx_token, settings.influx_org, settings.influx_bucket
+            settings.influx_url,
+            reveal(settings.influx_token),
+            settings.influx_org,
+            settings.influx_bucket,
+            timeout_ms=int(settings.store_read_timeout_s * 1000),
         )
         self.kafka = KafkaBarSink(settings)
 

@@ -77,7 +77,8 @@ from streaming_jobs.indicators.warmup import load_history
 from streaming_jobs.lag import GroupLagMonitor
 from streaming_jobs.source import read_topic
 from streaming_jobs.spark_session import build_spark
-from tickflow.settings import Settings
+from tickflow import clients
+from tickflow.settings import Settings, reveal
 
 log = structlog.get_logger(__name__)
 
@@ -159,7 +160,7 @@ def indicator_rows(spark: SparkSession, settings: Settings) -> DataFrame:
         [read_topic(spark, settings, settings.bar_topic(interval)) for interval in settings.interval_list],
     )
     update = UpdateIndicators(
-        postgres_dsn=settings.postgres_dsn,
+        postgres_dsn=clients.postgres_dsn(settings),
         # enough bars for the indicators and for the anomaly features' windows (+1 bar for the return)
         history_bars=max(
             HISTORY_BARS, settings.anomaly_volume_window + 1, settings.anomaly_zscore_window + 2
@@ -206,7 +207,7 @@ def run_indicators(settings: Settings, *, available_now: bool, serve_metrics: bo
     """
     spark = build_spark(settings, "tickflow-indicators")
     if serve_metrics:
-        start_http_server(settings.indicators_metrics_port)
+        start_http_server(settings.indicators_metrics_port, addr=settings.metrics_bind_host)
     install_progress_metrics(spark)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -238,10 +239,13 @@ class IndicatorBatchWriter:
         self._settings = settings
         self._rules = AnomalyRules.from_settings(settings)
         self._conn: psycopg2.extensions.connection | None = None
-        self._redis = redis.Redis.from_url(settings.redis_url)
+        self._redis = redis.Redis.from_url(settings.redis_url, **clients.redis_kwargs(settings))
         self._producer = make_producer(settings)
         self._influx = InfluxDBClient(
-            url=settings.influx_url, token=settings.influx_token, org=settings.influx_org, timeout=10_000
+            url=settings.influx_url,
+            token=reveal(settings.influx_token),
+            org=settings.influx_org,
+            timeout=int(settings.store_read_timeout_s * 1000),
         )
         self._write_api = self._influx.write_api(write_options=SYNCHRONOUS)
 
@@ -296,7 +300,7 @@ class IndicatorBatchWriter:
     def _in_postgres(self, write: Callable[[psycopg2.extensions.connection, T], int], items: T) -> int:
         """``write(connection, items)``; a failed write drops the connection so the next try reconnects."""
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg2.connect(self._settings.postgres_dsn)
+            self._conn = psycopg2.connect(clients.postgres_dsn(self._settings))
         try:
             return write(self._conn, items)
         except psycopg2.Error:

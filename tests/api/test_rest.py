@@ -251,10 +251,10 @@ def test_operational_endpoints(api_server: ApiServer, client: httpx.Client) -> N
     health = httpx.get(f"{api_server.url}/health").json()
     assert health["tick_feed_positioned"] and health["pubsub_connected"]
     client.get(f"/api/v1/latest/{SYMBOL}")
-    metrics = httpx.get(f"{api_server.url}/metrics").text
+    metrics = client.get("/metrics").text
     assert 'tickflow_api_requests_total{method="GET",route="/api/v1/latest/{symbol}",status="200"}' in metrics
     assert "tickflow_api_ws_clients" in metrics
-    docs = httpx.get(f"{api_server.url}/docs")
+    docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
 
 

@@ -40,7 +40,7 @@ def poll(server: ApiServer, path: str, done: Callable[[dict], bool]) -> dict:
 
 def latest_requests_ok(server: ApiServer) -> float:
     """``tickflow_api_requests_total`` of ``/latest`` answered 200, from the server's ``/metrics``."""
-    for family in text_string_to_metric_families(httpx.get(f"{server.url}/metrics").text):
+    for family in text_string_to_metric_families(get(server, "/metrics").text):
         if family.name == "tickflow_api_requests":
             return sum(
                 s.value

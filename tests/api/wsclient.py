@@ -25,24 +25,39 @@ def open_ws(
     key: str | None = API_KEY,
     via: str = "header",
     rcvbuf: int | None = None,
+    source: str | None = None,
     **kwargs: Any,
 ) -> ClientConnection:
-    """A connected client; the key goes in the ``X-API-Key`` header or the ``api_key`` query parameter.
+    """A connected client; the key goes in the ``X-API-Key`` header (``via="header"``), an ``Authorization:
+    Bearer`` header (``"bearer"``), the ``api_key`` query parameter (``"query"``) or the first message
+    (``"message"``: the ``authenticated`` reply is read here).
 
-    ``rcvbuf`` shrinks the socket's receive buffer (a client whose reads the server soon feels).
+    ``rcvbuf`` shrinks the socket's receive buffer (a client whose reads the server soon feels);
+    ``source`` is the loopback address the client connects from (e.g. ``127.0.0.2``).
     """
     url = server.ws_url
     headers = {}
     if key is not None and via == "header":
         headers["X-API-Key"] = key
-    elif key is not None:
+    elif key is not None and via == "bearer":
+        headers["Authorization"] = f"Bearer {key}"
+    elif key is not None and via == "query":
         url += f"?api_key={key}"
     sock = None
-    if rcvbuf is not None:
+    if rcvbuf is not None or source is not None:
         sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if source is not None:
+            sock.bind((source, 0))
         sock.connect(("127.0.0.1", server.port))
-    return connect(url, additional_headers=headers, sock=sock, open_timeout=10, **kwargs)
+    if via == "message":  # used before the caller's `with`
+        kwargs["legacy"] = True
+    ws = connect(url, additional_headers=headers, sock=sock, open_timeout=10, **kwargs)
+    if key is not None and via == "message":
+        ws.send(orjson.dumps({"type": "auth", "api_key": key}).decode())
+        assert receive(ws)["type"] == "authenticated"
+    return ws
 
 
 def receive(ws: ClientConnection, timeout_s: float = 10.0) -> Message:

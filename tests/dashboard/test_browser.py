@@ -19,7 +19,8 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.dashboard.seed import BTC, SKL, Seeded, write_bar
-from tests.support.servers import ApiServer, DashboardServer
+from tests.support.servers import ApiServer, DashboardServer, basic_authorization
+from tickflow.settings import reveal
 
 pytestmark = pytest.mark.browser
 
@@ -117,6 +118,12 @@ def notice_text(driver: webdriver.Chrome) -> str:
 @pytest.fixture
 def page(browser: webdriver.Chrome, dashboard_server: DashboardServer) -> webdriver.Chrome:
     """A freshly loaded dashboard (defaults: first listed symbol BTC-USD, 1m, 6H)."""
+    if dashboard_server.auth is not None:  # auth is on: every request of the page carries the login
+        key = reveal(dashboard_server.settings.api_keys[0])
+        browser.execute_cdp_cmd("Network.enable", {})
+        browser.execute_cdp_cmd(
+            "Network.setExtraHTTPHeaders", {"headers": {"Authorization": basic_authorization(key)}}
+        )
     browser.get(dashboard_server.url)
     browser.get_log("browser")  # forget earlier pages' entries
     return browser

@@ -6,8 +6,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
+from tests.conftest import REPO_ROOT
 from tests.deploy.compose import (
     PORT_SETTING,
     port_setting,
@@ -17,6 +19,7 @@ from tests.deploy.compose import (
     tickflow_services,
     upstream,
 )
+from tests.deploy.conftest import SECRET_STAND_IN
 from tickflow.cli import app
 from tickflow.settings import LOOPBACK_HOSTS, Settings, service_address
 
@@ -76,7 +79,7 @@ def test_settings_point_at_the_compose_services(services: dict[str, dict[str, An
         assert service_address(settings, "influx") == ("influxdb", 8086), name
         assert settings.influx_org == influx["DOCKER_INFLUXDB_INIT_ORG"], name
         assert settings.influx_bucket == influx["DOCKER_INFLUXDB_INIT_BUCKET"], name
-        assert settings.influx_token == influx["DOCKER_INFLUXDB_INIT_ADMIN_TOKEN"], name
+        assert settings.influx_token.get_secret_value() == influx["DOCKER_INFLUXDB_INIT_ADMIN_TOKEN"], name
         for service in ("kafka", "postgres", "redis", "influx"):
             assert not settings.is_managed(service)
             assert service_address(settings, service)[0] not in LOOPBACK_HOSTS
@@ -171,3 +174,19 @@ def test_stores_keep_their_data_in_named_volumes(compose: dict[str, Any]) -> Non
     for name, path in data_paths.items():
         mounts = dict(reversed(v.split(":")[:2]) for v in services[name]["volumes"])
         assert mounts.get(path) in declared, f"{name}: {path} is not a named volume"
+
+
+def test_auth_is_on_and_metrics_servers_listen_for_prometheus(compose: dict[str, Any]) -> None:
+    """Compose turns API auth on with the required keys, the metrics servers listen on the network (only
+    Prometheus and the dashboard read them), and Prometheus scrapes the API's /metrics with its key."""
+    services = compose["services"]
+    for name in tickflow_services(services):
+        settings = service_settings(services[name])
+        assert settings.api_auth, name
+        assert [key.get_secret_value() for key in settings.api_keys] == [SECRET_STAND_IN] * 2, name
+        assert settings.metrics_bind_host == "0.0.0.0", name
+    assert compose["secrets"]["metrics_api_key"] == {"environment": "METRICS_API_KEY"}
+    assert "metrics_api_key" in services["prometheus"]["secrets"]
+    scrape = yaml.safe_load((REPO_ROOT / "infra/prometheus/prometheus.yml").read_text(encoding="utf-8"))
+    api_job = next(job for job in scrape["scrape_configs"] if job["job_name"] == "tickflow-api")
+    assert api_job["authorization"] == {"type": "Bearer", "credentials_file": "/run/secrets/metrics_api_key"}

@@ -3,6 +3,7 @@ port, with their settings passed as ``TICKFLOW_*`` variables and their output in
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
@@ -13,9 +14,15 @@ from typing import ClassVar, Self
 import httpx
 
 from tests.conftest import free_port
-from tickflow.settings import Settings
+from tickflow.settings import Settings, reveal
 
 TICKFLOW = Path(sys.executable).parent / "tickflow"
+LOGIN_USER = "tester"
+
+
+def basic_authorization(key: str, user: str = LOGIN_USER) -> str:
+    """The ``Authorization`` header value of an HTTP Basic login with ``key`` as the password."""
+    return "Basic " + base64.b64encode(f"{user}:{key}".encode()).decode()
 
 
 class ServerProcess:
@@ -54,12 +61,19 @@ class ServerProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and self._process.poll() is None:
             try:
-                if httpx.get(f"{self.url}{self.READY_PATH}", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}{self.READY_PATH}", timeout=1, auth=self.auth).status_code == 200:
                     return self
             except httpx.TransportError:
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"{self.NAME} did not start; log tail:\n{self.log.read_text()[-3000:]}")
+
+    @property
+    def auth(self) -> httpx.BasicAuth | None:
+        """The login of the process's pages when ``api_auth`` is on: any user, the first API key."""
+        if not (self.settings.api_auth and self.settings.api_keys):
+            return None
+        return httpx.BasicAuth(LOGIN_USER, reveal(self.settings.api_keys[0]))
 
     @property
     def pid(self) -> int | None:

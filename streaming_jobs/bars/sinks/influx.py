@@ -31,8 +31,8 @@ def bar_point(bar: OHLCVBar) -> Point:
 class InfluxBarSink:
     """Writes bar points synchronously (an error surfaces in the batch that caused it)."""
 
-    def __init__(self, url: str, token: str, org: str, bucket: str) -> None:
-        self._client = InfluxDBClient(url=url, token=token, org=org, timeout=10_000)
+    def __init__(self, url: str, token: str, org: str, bucket: str, timeout_ms: int = 10_000) -> None:
+        self._client = InfluxDBClient(url=url, token=token, org=org, timeout=timeout_ms)
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
         self._bucket = bucket
 

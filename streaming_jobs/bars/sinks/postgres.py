@@ -118,7 +118,7 @@ def insert_ticks(dsn: str, batch: pa.RecordBatch) -> int:
     buffer = io.BytesIO()
     pa_csv.write_csv(batch, buffer, pa_csv.WriteOptions(include_header=False))
     buffer.seek(0)
-    conn = psycopg2.connect(dsn, connect_timeout=10)
+    conn = psycopg2.connect(dsn)
     try:
         with conn, conn.cursor() as cur:
             cur.execute(_CREATE_TEMP_TICKS)

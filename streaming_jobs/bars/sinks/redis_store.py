@@ -3,7 +3,7 @@ the per-symbol pub/sub channel (keys and channels from ``tickflow.keys``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -52,8 +52,12 @@ class LatestPrice:
 class RedisBarSink:
     """Writes bar revisions and latest prices with TTLs and publishes every revision."""
 
-    def __init__(self, url: str, bar_ttl_s: int, price_ttl_s: int) -> None:
-        self._client = redis.Redis.from_url(url, socket_timeout=10)
+    def __init__(
+        self, url: str, bar_ttl_s: int, price_ttl_s: int, options: Mapping[str, Any] | None = None
+    ) -> None:
+        """``options``: keyword arguments of ``Redis.from_url`` (``tickflow.clients.redis_kwargs``); by
+        default a 10 s socket timeout."""
+        self._client = redis.Redis.from_url(url, **(options or {"socket_timeout": 10}))
         self._set = self._client.register_script(_SET_IF_NOT_OLDER)
         self._bar_ttl_s = bar_ttl_s
         self._price_ttl_s = price_ttl_s
