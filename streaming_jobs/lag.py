@@ -2,30 +2,27 @@
 
 Two kinds of readers:
 
-- Kafka consumer groups (the alert service): committed offsets
-  (``AdminClient.list_consumer_group_offsets``) against the partitions' end offsets
-  (``AdminClient.list_offsets`` with ``OffsetSpec.latest()``); exported as
-  ``tickflow_consumer_group_lag_records{group, topic}`` by :class:`GroupLagMonitor`.
+- Kafka consumer groups (the alert service): :func:`tickflow.lag.group_lag` (committed offsets against end
+  offsets, from an ``AdminClient``), exported as ``tickflow_consumer_group_lag_records{group, topic}`` by
+  :class:`GroupLagMonitor`.
 - Spark queries: Spark's Kafka source keeps its offsets in the checkpoint, not in a group. Each query
   progress carries the batch's ``endOffset`` and the ``latestOffset`` the source saw; :func:`spark_lag`
   turns them into records behind per topic (``streaming_jobs.bars.metrics`` exports it as
   ``tickflow_bars_consumer_lag_records{query, topic}``).
-
-A partition without a committed offset counts its whole retained range (low watermark to end) as lag.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
 from typing import Final
 
 import orjson
 import structlog
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
 from prometheus_client import Gauge
 
+from tickflow.lag import TIMEOUT_S, group_lag
 from tickflow.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -36,7 +33,6 @@ GROUP_LAG: Final = Gauge(
     "the topic's partitions).",
     ["group", "topic"],
 )
-TIMEOUT_S: Final = 10.0
 
 
 def spark_lag(end_offset: str | None, latest_offset: str | None) -> dict[str, int]:
@@ -56,34 +52,6 @@ def spark_lag(end_offset: str | None, latest_offset: str | None) -> dict[str, in
         if isinstance(partitions, dict) and isinstance(done, dict):
             lag[topic] = sum(max(int(o) - int(done.get(p, 0)), 0) for p, o in partitions.items())
     return lag
-
-
-def group_lag(admin: AdminClient, group: str) -> dict[str, int]:
-    """Records ``group`` is behind per topic it has committed offsets for.
-
-    Raises:
-        confluent_kafka.KafkaException: the cluster did not answer within :data:`TIMEOUT_S`.
-    """
-    request = [ConsumerGroupTopicPartitions(group)]
-    committed = admin.list_consumer_group_offsets(request, request_timeout=TIMEOUT_S)[group].result()
-    partitions = [TopicPartition(tp.topic, tp.partition) for tp in committed.topic_partitions]
-    if not partitions:
-        return {}
-    latest = _offsets(admin, partitions, OffsetSpec.latest())
-    earliest = _offsets(admin, partitions, OffsetSpec.earliest())
-    lag: dict[str, int] = defaultdict(int)
-    for tp in committed.topic_partitions:
-        end = latest[(tp.topic, tp.partition)]
-        done = tp.offset if tp.offset >= 0 else earliest[(tp.topic, tp.partition)]
-        lag[tp.topic] += max(end - done, 0)
-    return dict(lag)
-
-
-def _offsets(
-    admin: AdminClient, partitions: list[TopicPartition], spec: OffsetSpec
-) -> dict[tuple[str, int], int]:
-    futures = admin.list_offsets({tp: spec for tp in partitions}, request_timeout=TIMEOUT_S)
-    return {(tp.topic, tp.partition): future.result().offset for tp, future in futures.items()}
 
 
 class GroupLagMonitor:

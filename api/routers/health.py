@@ -11,14 +11,17 @@ from collections.abc import Awaitable
 
 import anyio
 import structlog
+from confluent_kafka import KafkaException
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import ResourcesDep
 from api.models import Check, Health, Readiness
 from api.resources import Resources
+from tickflow.lag import group_lag
 
 READY_TIMEOUT_S = 3.0
+LAG_TIMEOUT_S = 1.0
 
 log = structlog.get_logger(__name__)
 
@@ -89,4 +92,20 @@ async def _kafka(resources: Resources) -> str:
     metadata = (await anyio.to_thread.run_sync(list_topics)).topics.get(topic)
     if metadata is None or metadata.error is not None:
         raise LookupError(f"tick topic {topic!r} not found on the broker")
-    return f"topic {topic!r}: {len(metadata.partitions)} partitions"
+    return f"topic {topic!r}: {len(metadata.partitions)} partitions; {await _consumer_lag(resources)}"
+
+
+async def _consumer_lag(resources: Resources) -> str:
+    """``consumer lag: <group>/<topic> <records>, ...`` of the alert service's group; never fails the check
+    (a lag that cannot be read is reported as unknown). The Spark jobs' lag is on their metrics ports."""
+    group = resources.settings.alert_consumer_group
+    read = functools.partial(group_lag, resources.kafka_admin, group, LAG_TIMEOUT_S)
+    try:
+        lags = await anyio.to_thread.run_sync(read)
+    except KafkaException as exc:
+        return f"consumer lag unknown ({type(exc).__name__})"
+    if not lags:
+        return f"consumer lag: {group} has committed no offsets"
+    return "consumer lag: " + ", ".join(
+        f"{group}/{topic} {records}" for topic, records in sorted(lags.items())
+    )
