@@ -22,6 +22,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from prometheus_client import Gauge
 
+from tickflow.clients import kafka_admin_config
 from tickflow.lag import TIMEOUT_S, group_lag
 from tickflow.settings import Settings
 
@@ -58,7 +59,7 @@ class GroupLagMonitor:
     """Exports :data:`GROUP_LAG` of ``groups`` every ``interval_s`` on a daemon thread."""
 
     def __init__(self, settings: Settings, groups: list[str], interval_s: float = 5.0) -> None:
-        self._admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+        self._admin = AdminClient(kafka_admin_config(settings))
         self._groups = groups
         self._interval_s = interval_s
         self._stop = threading.Event()

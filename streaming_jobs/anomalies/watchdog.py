@@ -47,8 +47,9 @@ from urllib3.exceptions import HTTPError
 from streaming_jobs.anomalies.model import Anomaly, AnomalyType, Severity
 from streaming_jobs.anomalies.sinks import anomaly_records, publish_anomalies, upsert_anomalies
 from streaming_jobs.bars.sinks.kafka import make_producer, produce_all
+from tickflow import clients
 from tickflow.latency import LATENCY_MEASUREMENT, LatencyRule, Stage, latency_rules
-from tickflow.settings import Settings
+from tickflow.settings import Settings, reveal
 
 log = structlog.get_logger(__name__)
 
@@ -197,13 +198,14 @@ class FreshnessWatchdog:
         finest = min(settings.interval_list, key=lambda interval: interval.minutes)
         self.state = FreshnessState(latency_rules(settings)[Stage.BAR_FRESHNESS], finest.name)
         self._ticks = TickClock(settings)
-        self._redis = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+        self._redis = redis.Redis.from_url(settings.redis_url, **clients.redis_kwargs(settings))
         self._producer = make_producer(settings)
         self._conn: psycopg2.extensions.connection | None = None
-        token = settings.influx_token  # a SecretStr once the settings mask secrets
-        token = token.get_secret_value() if hasattr(token, "get_secret_value") else token
         self._influx = InfluxDBClient(
-            url=settings.influx_url, token=token, org=settings.influx_org, timeout=10_000
+            url=settings.influx_url,
+            token=reveal(settings.influx_token),
+            org=settings.influx_org,
+            timeout=int(settings.store_read_timeout_s * 1000),
         )
         self._write_api = self._influx.write_api(write_options=SYNCHRONOUS)
         self._thread: threading.Thread | None = None
@@ -235,7 +237,7 @@ class FreshnessWatchdog:
 
     def _write(self, anomalies: Sequence[Anomaly]) -> None:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg2.connect(self._settings.postgres_dsn)
+            self._conn = psycopg2.connect(clients.postgres_dsn(self._settings))
         try:
             upsert_anomalies(self._conn, anomalies)
         except psycopg2.Error:
