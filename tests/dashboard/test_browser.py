@@ -46,6 +46,8 @@ return Array.from(document.querySelectorAll('#chart g.' + arguments[0] + ' path.
   .filter(p => (p.getAttribute('d') || '').length > 20).length;
 """
 
+BADGES_JS = "return Array.from(document.querySelectorAll('#anomalies tbody .badge')).map(b => b.textContent);"
+
 
 def wait_for(driver: webdriver.Chrome, check: Callable[[], T | None], timeout: float = 20.0) -> T:
     """The first truthy result of ``check`` (polled); AssertionError with what the page shows on timeout."""
@@ -214,4 +216,29 @@ def test_api_outage_shows_a_notice_and_keeps_the_chart(
         api_server.start()
     wait_for(page, lambda: notice_text(page) == "" and "LIVE" in page.find_element(By.ID, "status").text)
     assert shows(page, hour)
+    assert severe_console_entries(page) == []
+
+
+def test_the_anomaly_table_filters_by_severity(
+    page: webdriver.Chrome, seeded: Seeded, artifacts: Path
+) -> None:
+    wait_for(page, lambda: shows(page, seeded.bars[(BTC, "1m")]))
+    ours = seeded.anomalies[seeded.anomalies["symbol"] == BTC]
+    severity = ours["severity"].value_counts().index[0]
+    element(page, By.ID, "anomaly-severities").click()
+    element(
+        page,
+        By.XPATH,
+        f"//div[@id='anomaly-severities']/following::label[contains(@class, 'dash-dropdown-option')]"
+        f"[.//input[@value='{severity}']] | //label[contains(@class, 'dash-dropdown-option')]"
+        f"[.//input[@value='{severity}']]",
+    ).click()
+
+    def badges() -> list[str] | None:
+        shown = page.execute_script(BADGES_JS)  # atomically: the table is re-rendered every refresh
+        return shown if shown and set(shown) == {severity} else None
+
+    assert len(wait_for(page, badges)) == min((ours["severity"] == severity).sum(), 50)
+    assert "no status from `tickflow ml serve`" in page.find_element(By.ID, "health").text  # its state card
+    page.save_screenshot(str(artifacts / "dashboard-anomaly-filter.png"))
     assert severe_console_entries(page) == []
