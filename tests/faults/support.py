@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Final
 
 import psycopg2
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from infra.local.cluster import ClusterBroker, SparkWorker
@@ -147,12 +147,20 @@ def running(process: subprocess.Popen, log: Path) -> Callable[[Callable[[], bool
     return wrap
 
 
-def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
-    """``{partition: high watermark}`` of ``topic``."""
+def end_offsets(settings: Settings, topic: str, timeout_s: float = 30.0) -> dict[int, int]:
+    """``{partition: high watermark}`` of ``topic``, asked again while a partition's leadership moves
+    (``NOT_LEADER_FOR_PARTITION``) or a broker is unreachable, for up to ``timeout_s``."""
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": "fault-tests"})
+    deadline = time.monotonic() + timeout_s
     try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in partitions}
-        return {p: high for p, (_, high) in ends.items()}
+        while True:
+            try:
+                partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+                return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                        for p in partitions}  # fmt: skip
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
     finally:
         consumer.close()

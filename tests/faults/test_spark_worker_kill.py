@@ -1,0 +1,56 @@
+"""SIGKILL of one Spark worker (and its executor) in the middle of the bar job on the standalone cluster:
+the job goes on with the other worker and the bars equal the reference."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from producers.replay import replay_file
+from tests.conftest import COINBASE_HOUR_CSV
+from tests.faults.support import (
+    TICKFLOW,
+    TRADES,
+    Cluster,
+    one_minute_trades,
+    running,
+    start,
+    stop,
+    wait_until,
+    worker,
+)
+from tests.streaming.support import assert_equal_to_reference, fetch_bars
+
+pytestmark = [pytest.mark.faults, pytest.mark.spark]
+
+
+def test_sigkill_of_a_spark_worker_mid_job(
+    cluster: Cluster, shared_data: Path, coinbase_bars: dict[str, pd.DataFrame], tmp_path: Path
+) -> None:
+    settings = cluster.settings.model_copy(
+        update={"max_ticks_per_batch": 300, "trigger_interval": "200 milliseconds"}
+    )
+    assert replay_file(settings, shared_data / COINBASE_HOUR_CSV, "coinbase_csv").produced == TRADES
+    log = tmp_path / "bars.log"
+    job = start([*TICKFLOW, "stream", "bars"], settings, log)
+    alive = running(job, log)
+    try:
+        wait_until(alive(lambda: one_minute_trades(settings) > 0), 300, "first bars")
+        cluster.kill(worker(1))
+        killed_at = time.monotonic()
+        at_kill = one_minute_trades(settings)
+        assert at_kill < TRADES, f"not killed mid-job: {at_kill} of {TRADES} trades in 1m bars"
+        wait_until(alive(lambda: one_minute_trades(settings) == TRADES), 300, "bars current")
+        recovery_s = time.monotonic() - killed_at
+        print(f"\nSpark worker 1 SIGKILLed at {at_kill} of {TRADES} trades: bars current again "
+              f"{recovery_s:.1f} s after the fault")  # fmt: skip
+    finally:
+        code = stop(job)
+    assert code == 0, log.read_text()[-3000:]
+    assert "Lost executor" in log.read_text(), "the driver never lost the killed worker's executor"
+    stored = fetch_bars(settings)
+    for interval, reference in coinbase_bars.items():
+        assert_equal_to_reference(stored[stored["interval"] == interval], reference)
