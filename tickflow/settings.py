@@ -287,6 +287,12 @@ class Settings(BaseSettings):
         description="Client messages one WebSocket connection may send per second (bursts up to twice "
         "that); a flooder is closed with 1008.",
     )
+    api_ws_refuse_delay_s: float = Field(
+        1.0,
+        ge=0,
+        description="A WebSocket connection past a connection limit is closed (1008) after this delay (s), "
+        "which slows down a client that reconnects at once.",
+    )
     api_unknown_symbol_ttl_s: float = Field(
         60.0,
         ge=0,

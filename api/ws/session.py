@@ -158,12 +158,14 @@ async def serve(
     limits: ConnectionLimits,
 ) -> None:
     """Run one connection until either side closes it; one past the connection limits is closed with
-    1008 and a reason, so is one without a valid key (``authenticate``)."""
+    1008 and a reason after ``api_ws_refuse_delay_s``, one without a valid key (``authenticate``) with
+    1008 at once."""
     await websocket.accept()
     address = websocket.client.host if websocket.client else "unknown"
     refused = limits.admit(address)
     if refused is not None:
         metrics.ws_refused.labels("connections").inc()
+        await asyncio.sleep(settings.api_ws_refuse_delay_s)  # a tarpit: costs nothing, slows the opener
         with contextlib.suppress(Exception):  # the peer may be gone already
             await websocket.close(LIMIT_CLOSE, refused)
         return
