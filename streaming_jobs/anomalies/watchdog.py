@@ -10,11 +10,13 @@ outside it, as a thread of the indicator job (which has every anomaly sink at ha
 - the newest bar revision: the highest ``updated_at`` (the micro-batch time) of the ``aggregated:*`` bars in
   Redis.
 
-``lag = newest tick - newest bar`` (s), exported as the gauge ``tickflow_bar_freshness_lag_seconds`` and the
-InfluxDB point ``latency,stage=bar_freshness ms=<lag>``. A healthy bar job keeps it below one trigger
-interval plus its batch time; the threshold is ``trigger_interval + anomaly_bar_freshness_margin_s``
-(:func:`tickflow.latency.latency_rules`). Without ticks (a quiet market, a stopped producer) the lag stays
-small: nothing to aggregate is no stall.
+``lag = newest tick - bar progress`` (s), where the bar progress is the newest revision's ``updated_at`` or,
+when later, the time the watchdog first saw that revision (``updated_at`` is the micro-batch's start, so a
+slow but progressing batch is not counted twice); exported as the gauge
+``tickflow_bar_freshness_lag_seconds`` and the InfluxDB point ``latency,stage=bar_freshness ms=<lag>``. A
+healthy bar job keeps it below one trigger interval plus its batch time; the threshold is
+``trigger_interval + anomaly_bar_freshness_margin_s`` (:func:`tickflow.latency.latency_rules`). Without
+ticks (a quiet market, a stopped producer) the lag stays small: nothing to aggregate is no stall.
 
 Warm-up: the watchdog is armed only after it has seen the lag within the threshold once, so the JVM's first
 micro-batch (tens of seconds) after a start of the bar job is not an anomaly.
@@ -73,6 +75,8 @@ class FreshnessState:
     worst_ms: float = 0.0
     symbols: list[str] = field(default_factory=list)
     lag_ms: float | None = None
+    newest_bar: datetime | None = None
+    seen_at: datetime | None = None
 
     def observe(
         self, newest_tick: datetime | None, newest_bars: dict[str, datetime], now: datetime
@@ -82,13 +86,17 @@ class FreshnessState:
         Args:
             newest_tick: the newest tick's append time (UTC); None when none was seen yet.
             newest_bars: ``updated_at`` of the newest bar revision per symbol (UTC).
-            now: detection time stamped on the records.
+            now: the observation time (UTC), stamped on the records.
         """
         if newest_tick is None or not newest_bars:
             self.lag_ms = None
             return []
         newest_bar = max(newest_bars.values())
-        lag_ms = self.lag_ms = max((newest_tick - newest_bar).total_seconds() * 1000, 0.0)
+        if self.newest_bar is not None and newest_bar > self.newest_bar:
+            self.seen_at = now  # a new revision became visible since the last observation
+        self.newest_bar = newest_bar
+        progress = newest_bar if self.seen_at is None else max(newest_bar, self.seen_at)
+        lag_ms = self.lag_ms = max((newest_tick - progress).total_seconds() * 1000, 0.0)
         LAG.set(lag_ms / 1000)
         severity = self.rule.severity(lag_ms)
         if severity is None:

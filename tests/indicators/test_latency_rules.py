@@ -96,6 +96,25 @@ def test_stall_raises_escalates_and_clears() -> None:
     assert watchdog.observe(T0 + timedelta(seconds=32), bars_at(T0 + timedelta(seconds=31)), T0) == []
 
 
+def test_a_slow_but_progressing_bar_job_is_no_stall() -> None:
+    """Each new revision counts from when it was first seen: a batch that starts 6 s behind the ticks and
+    finishes is progress, not 6 s plus the next batch's time."""
+    watchdog = state()
+    assert watchdog.observe(T0 + timedelta(seconds=1), bars_at(T0), T0) == []  # armed
+    for step in range(1, 6):
+        now = T0 + timedelta(seconds=8 * step)
+        assert watchdog.observe(now, bars_at(now - timedelta(seconds=6)), now) == []
+        assert watchdog.lag_ms == 0.0
+    stalled = T0 + timedelta(seconds=40 + 8)  # no new revision for 8 s past the last one seen
+    assert [
+        a.details["state"] for a in watchdog.observe(stalled, bars_at(T0 + timedelta(seconds=34)), stalled)
+    ] == [
+        "open",
+        "open",
+    ]
+    assert watchdog.lag_ms == 8000.0
+
+
 def test_no_ticks_is_no_stall() -> None:
     watchdog = state()
     assert watchdog.observe(T0, bars_at(T0), T0) == []
