@@ -351,6 +351,7 @@ def market_figure(
     predictions: pd.DataFrame | None = None,
     anomalies: pd.DataFrame | None = None,
     revision: str | None = None,
+    prediction_note: str | None = None,
 ) -> go.Figure:
     """The four-panel market chart of ``symbol``/``interval``.
 
@@ -361,6 +362,8 @@ def market_figure(
         predictions: a ``predictions_frame`` drawn as predicted closes with their band (optional).
         anomalies: an ``anomalies_frame``; those of this interval on a shown bar get a marker (optional).
         revision: plotly ``uirevision``: zoom and legend choices survive updates with the same value.
+        prediction_note: the model and its score, written beside the predictions (top left of the price
+            panel) when there are predictions.
 
     Returns:
         The figure; an :func:`empty_figure` ("no bars yet for ETH-USD 5m") when ``bars`` is empty.
@@ -420,6 +423,18 @@ def market_figure(
         showarrow=False,
         font={"size": 11, "color": MUTED},
     )
+    if prediction_note and not predictions.empty:
+        fig.add_annotation(
+            text=f"Prediction: {prediction_note}",
+            x=0,
+            y=1,
+            xref="x domain",
+            yref="y domain",
+            xanchor="left",
+            yanchor="top",
+            showarrow=False,
+            font={"size": 11, "color": PREDICTION},
+        )
     fig.update_yaxes(gridcolor=GRID, side="right", zeroline=False, tickfont={"size": 11})
     fig.update_yaxes(tickformat=",", row=1, col=1)
     fig.update_yaxes(tickformat="~s", row=2, col=1)

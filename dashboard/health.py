@@ -36,6 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dashboard.http_cache import FetchError
 from dashboard.source import TickflowApi
+from dashboard.view import prediction_summary
 from tickflow.intervals import Interval
 
 Level = Literal["ok", "warn", "bad", "unknown"]
@@ -230,19 +231,7 @@ class HealthMonitor:
             return Card("Prediction", "waiting", f"for {more} to train", "warn")
         if status["state"] == "training":
             return Card("Prediction", "training", f"{symbol} {interval}", "warn")
-        detail = f"model {status.get('model_version')}"
-        if status.get("scored_bars"):
-            ratio, coverage, band = (
-                status.get("rmse_vs_naive"),
-                status.get("band_coverage"),
-                status.get("band"),
-            )
-            if ratio is not None:
-                detail += f" · RMSE/naive {ratio:.3f}"
-            if coverage is not None and band is not None:
-                detail += f" · band {coverage:.0%} (nominal {band:.0%})"
-            detail += f" · {status['scored_bars']} bars scored"
-        return Card("Prediction", "every final bar", detail, "ok")
+        return Card("Prediction", "every final bar", prediction_summary(status), "ok")
 
     def _ingest_card(self, samples: Samples, note: str) -> Card:
         for name, source in INGEST_COUNTERS:

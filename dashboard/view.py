@@ -8,10 +8,10 @@ and a live stream look alike.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -83,8 +83,35 @@ def _optional(
         return empty
 
 
+def prediction_summary(status: Mapping[str, Any]) -> str:
+    """``model <version> · RMSE/naive 0.981 · band 88% (nominal 90%) · 40 bars scored`` of a series' entry in
+    ``/api/v1/ml/status`` (the live walk-forward score, when some served predictions are scored)."""
+    summary = f"model {status.get('model_version')}"
+    if status.get("scored_bars"):
+        ratio, coverage, band = status.get("rmse_vs_naive"), status.get("band_coverage"), status.get("band")
+        if ratio is not None:
+            summary += f" · RMSE/naive {ratio:.3f}"
+        if coverage is not None and band is not None:
+            summary += f" · band {coverage:.0%} (nominal {band:.0%})"
+        summary += f" · {status['scored_bars']} bars scored"
+    return summary
+
+
+def series_status(api: TickflowApi, symbol: str, interval: str) -> Mapping[str, Any] | None:
+    """The prediction service's status of ``symbol``/``interval``; None when unknown or not running."""
+    try:
+        fetched = api.ml_status()
+    except FetchError:
+        return None
+    if not isinstance(fetched.data, dict) or not fetched.data.get("running"):
+        return None
+    wanted = (symbol, Interval.parse(interval).name)
+    return next((s for s in fetched.data.get("series", []) if (s["symbol"], s["interval"]) == wanted), None)
+
+
 def load_chart(api: TickflowApi, symbol: str, interval: str, range_key: str) -> ChartView:
-    """Read bars, indicators, predictions and anomalies of the range and build the figure.
+    """Read bars, indicators, predictions (with the model's live score beside them) and anomalies of the range
+    and build the figure.
 
     Never raises for API problems: an unreachable API gives the cached data with a notice, or an empty
     figure saying what is missing.
@@ -112,5 +139,7 @@ def load_chart(api: TickflowApi, symbol: str, interval: str, range_key: str) -> 
         lambda: api.predictions(symbol, interval, start), predictions_frame([]), "predictions", notices
     )
     anomalies = _optional(lambda: api.anomalies(symbol, start), no_anomalies, "anomalies", notices)
-    figure = market_figure(symbol, interval, bars, indicators, predictions, anomalies, revision)
+    status = series_status(api, symbol, interval) if not predictions.empty else None
+    note = prediction_summary(status) if status is not None and status["state"] == "predicting" else None
+    figure = market_figure(symbol, interval, bars, indicators, predictions, anomalies, revision, note)
     return ChartView(figure, bars, anomalies, notices, fetched.fetched_at, fetched.stale)

@@ -10,8 +10,10 @@ from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
+import redis
 from confluent_kafka import Producer
 from flask.testing import FlaskClient
 
@@ -20,6 +22,7 @@ from tests.conftest import free_port
 from tests.dashboard.conftest import API_KEY
 from tests.dashboard.seed import BTC, SKL, Seeded
 from tests.support.servers import ApiServer, basic_authorization
+from tickflow.keys import ML_STATUS_KEY
 from tickflow.schemas import Tick
 from tickflow.settings import Settings
 
@@ -254,3 +257,35 @@ def test_the_anomaly_table_filters_by_type_and_severity(dash_client: FlaskClient
     assert len(filtered) >= shown.count((kind, severity))
     other = next(s for s in ("info", "warning", "critical") if s != severity)
     assert {s for _, s in table_rows(chart(dash_client, BTC, "1m", "Max", severities=[other]))} <= {other}
+
+
+def test_the_model_and_its_live_score_are_written_beside_the_predictions(app_settings: Settings) -> None:
+    store = redis.Redis.from_url(app_settings.redis_url)
+    status = {
+        "symbol": BTC,
+        "interval": "1m",
+        "state": "predicting",
+        "model_version": "naive-test",
+        "band": 0.9,
+        "scored_bars": 5,
+        "rmse_vs_naive": 1.0,
+        "band_coverage": 0.8,
+    }
+    client = client_of(app_settings.model_copy(update={"dashboard_cache_ttl_s": 0}))
+    try:
+        store.set(
+            ML_STATUS_KEY, orjson.dumps({"updated_at": "2026-01-05T12:00:00+00:00", "series": [status]})
+        )
+        figure = chart(client, BTC, "1m", "Max")["chart"]["figure"]
+        notes = [a["text"] for a in figure["layout"]["annotations"]]
+        assert (
+            "Prediction: model naive-test · RMSE/naive 1.000 · band 80% (nominal 90%) · 5 bars scored"
+            in notes
+        )
+        assert trace(figure, "Predicted close")  # beside the drawn predictions
+        store.delete(ML_STATUS_KEY)
+        figure = chart(client, BTC, "1m", "Max")["chart"]["figure"]
+        assert not any(a["text"].startswith("Prediction:") for a in figure["layout"]["annotations"])
+    finally:
+        store.delete(ML_STATUS_KEY)
+        store.close()
