@@ -1,6 +1,6 @@
 """Benchmark of the API (``tickflow api`` in its own process against a private local stack).
 
-Run: ``.venv/bin/python bench/bench_api.py [--duration S] [--only latest|ticks|fanout]``
+Run: ``.venv/bin/python bench/bench_api.py [--duration S] [--only latest|ticks|fanout|abuse]``
 
 1. latest: ``GET /api/v1/latest/{symbol}`` with the server pinned to one core and the load generator to
    the other (``taskset``), so they do not compete: (a) at saturation with ``wrk`` (Debian package; 1
@@ -19,6 +19,12 @@ Run: ``.venv/bin/python bench/bench_api.py [--duration S] [--only latest|ticks|f
    processes) and the server's slow-consumer events (warned / recovered / closed with 1008). The API
    runs with a 50-message queue, a 16 KB socket send buffer and a 2 s grace period so the slow clients
    hit the policy within the run; the server's CPU use is printed too.
+4. abuse: 50 WebSocket clients on ``trades`` of BTC-USD (200 ticks/s in 10 bursts/s) are measured as in 3,
+   once alone and once while two abusers run in another process: a flooder (~1,000 pings/s, 20x the
+   default limit, reconnecting after each 1008 close) and a connection opener (opens connections from one
+   address without end, past ``api_ws_max_connections_per_client``). Clients and abusers are pinned to
+   one core (``CLIENT_CPU``); the flooder aborts a closed connection at once, as an attacker would.
+   Prints both p99s and their ratio (target: <= 2x) and how often the abusers were closed with 1008.
 
 Prints percentiles and the load average (numbers are only meaningful on an otherwise idle machine).
 """
@@ -481,12 +487,146 @@ def bench_fanout(settings: Settings, duration_s: float, clients: int = 1000, pro
     )
 
 
+# --- 4. normal clients while a flooder and a connection opener abuse the server ---------------------------
+
+ABUSE_CLIENTS = 50
+FLOODER, OPENER = "127.0.0.3", "127.0.0.2"  # loopback source addresses: the limits count per address
+FLOOD_PAUSE_S = 0.001  # ~1,000 pings/s, 20x the default limit, without the flooder taking a whole core
+
+
+def p99(values: list[float]) -> float:
+    """The 99th percentile of ``values`` (s) in ms."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1000 if ordered else float("nan")
+
+
+def bound_socket(source: str, port: int) -> socket.socket:
+    """A non-blocking TCP socket from ``source`` connected to the server on 127.0.0.1."""
+    sock = socket.socket()
+    sock.bind((source, 0))
+    sock.connect(("127.0.0.1", port))
+    sock.setblocking(False)
+    return sock
+
+
+async def abusers(url: str, port: int, stop: Any, results: Any) -> None:
+    """Flood and open connections until ``stop``; put {flood_closes, opener_refused, opener_held}."""
+    counts = {"flood_closes": 0, "flood_connections": 0, "opener_refused": 0, "opener_held": 0}
+    ping = orjson.dumps({"type": "ping"}).decode()
+
+    async def flood_once() -> int | None:
+        """One connection flooding pings until the server closes it; the close code it got."""
+        # max_queue=None: its unread pongs never stop it reading, so it sees the close frame behind them
+        ws = await connect(url, sock=bound_socket(FLOODER, port), compression=None, max_queue=None)
+        try:
+            await ws.recv()  # welcome
+            while ws.protocol.close_rcvd is None and not stop.is_set():
+                # a send blocks once the server stops reading (it closed us): then look again
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ws.send(ping), 0.5)
+                await asyncio.sleep(FLOOD_PAUSE_S)
+        except ConnectionClosed:
+            pass
+        finally:
+            ws.transport.abort()  # an abuser does not wait for the closing handshake
+        return ws.protocol.close_rcvd.code if ws.protocol.close_rcvd else None
+
+    async def flooder() -> None:
+        while not stop.is_set():
+            try:
+                code = await flood_once()
+            except Exception as exc:  # a bench: count it and go on
+                key = f"flood_{type(exc).__name__}"
+                counts[key] = counts.get(key, 0) + 1
+                await asyncio.sleep(0.01)
+                continue
+            counts["flood_connections"] += 1
+            counts["flood_closes"] += code == 1008
+
+    async def opener() -> None:
+        held: list[ClientConnection] = []
+        while not stop.is_set():
+            try:
+                ws = await connect(url, sock=bound_socket(OPENER, port), compression=None, ping_interval=None)
+                await ws.recv()  # welcome, or the 1008 close past the limit
+                held.append(ws)
+                counts["opener_held"] = len(held)
+            except ConnectionClosed:
+                counts["opener_refused"] += 1
+            except Exception as exc:  # a bench: count it and go on
+                key = f"opener_{type(exc).__name__}"
+                counts[key] = counts.get(key, 0) + 1
+                await asyncio.sleep(0.01)
+        for ws in held:
+            await ws.close()
+
+    tasks = [asyncio.create_task(flooder()), asyncio.create_task(opener())]
+    while not stop.is_set():
+        await asyncio.sleep(0.1)
+    await asyncio.wait(tasks, timeout=10)
+    results.put(counts)
+
+
+def abusers_process(*args: Any) -> None:
+    os.sched_setaffinity(0, {CLIENT_CPU})
+    uvloop.run(abusers(*args))
+
+
+def measured_clients(server: ApiServer, duration_s: float, abuse: bool) -> tuple[list[float], dict[str, int]]:
+    """Delivery delays of ``ABUSE_CLIENTS`` clients over ``duration_s`` of ticks, with the abusers running
+    or not; and the abusers' counts."""
+    context = multiprocessing.get_context("spawn")
+    stop, results, ready = context.Event(), context.Queue(), context.Event()
+    args = (server.ws_url, server.port, ABUSE_CLIENTS, 0, ready, stop, results, 2.0)
+    clients = context.Process(target=fanout_process, args=args)
+    clients.start()
+    assert clients.pid is not None
+    pin(clients.pid, CLIENT_CPU)
+    ready.wait(120)
+    abuse_stop, abuse_results = context.Event(), context.Queue()
+    attacker = None
+    if abuse:
+        attacker = context.Process(
+            target=abusers_process, args=(server.ws_url, server.port, abuse_stop, abuse_results)
+        )
+        attacker.start()
+        time.sleep(3.0)  # the abusers are at it (the opener holds its limit) before the measured ticks
+    producer = start_producer(server.settings, ["BTC-USD"], FANOUT_RATE, duration_s, FANOUT_STEP_S)
+    producer.join()
+    time.sleep(1.0)
+    stop.set()
+    delays = results.get(timeout=120)
+    clients.join(30)
+    counts: dict[str, int] = {}
+    if attacker is not None:
+        abuse_stop.set()
+        counts = abuse_results.get(timeout=60)
+        attacker.join(30)
+    return delays, counts
+
+
+def bench_abuse(settings: Settings, duration_s: float) -> None:
+    tuned = settings.model_copy(update={"api_ws_max_connections_per_client": 100})
+    with api(tuned, "bench-abuse") as server:
+        quiet, _ = measured_clients(server, duration_s, abuse=False)
+        abused, counts = measured_clients(server, duration_s, abuse=True)
+        healthy = httpx.get(f"{server.url}/live").status_code == 200
+    print(
+        f"4. {ABUSE_CLIENTS} clients, {FANOUT_RATE} ticks/s for {duration_s:g} s: alone {percentiles(quiet)};"
+        f" with a flooder and a connection opener {percentiles(abused)};"
+        f" p99 {p99(abused):.2f} ms vs {p99(quiet):.2f} ms = {p99(abused) / p99(quiet):.2f}x (target <= 2x);"
+        f" flooder closed with 1008 {counts.get('flood_closes', 0)} times, opener refused"
+        f" {counts.get('opener_refused', 0)} times (held {counts.get('opener_held', 0)}); abusers {counts};"
+        f" server /live {'ok' if healthy else 'FAILED'}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--duration", type=float, default=10.0, help="Seconds per scenario (fanout: >= 30).")
-    parser.add_argument("--only", choices=["latest", "ticks", "fanout"])
+    parser.add_argument("--only", choices=["latest", "ticks", "fanout", "abuse"])
     args = parser.parse_args()
     with migrated_stack() as settings:
         if args.only in (None, "latest"):
@@ -495,6 +635,8 @@ def main() -> None:
             bench_ticks(settings, args.duration)
         if args.only in (None, "fanout"):
             bench_fanout(settings, max(args.duration, 30))
+        if args.only in (None, "abuse"):
+            bench_abuse(settings, args.duration)
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
 
 

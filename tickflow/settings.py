@@ -290,8 +290,8 @@ class Settings(BaseSettings):
     api_ws_refuse_delay_s: float = Field(
         1.0,
         ge=0,
-        description="A WebSocket connection past a connection limit is closed (1008) after this delay (s), "
-        "which slows down a client that reconnects at once.",
+        description="A WebSocket connection past a connection limit, or over its message rate (then no "
+        "longer read), is closed (1008) after this delay (s): a client reconnecting at once is slowed down.",
     )
     api_unknown_symbol_ttl_s: float = Field(
         60.0,

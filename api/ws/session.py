@@ -206,7 +206,9 @@ async def _run(
     )
     sender = asyncio.create_task(client.run())
     rate = MessageRate(settings.api_ws_max_messages_per_s)
-    receiver = asyncio.create_task(_receive(websocket, session, client, rate, metrics))
+    receiver = asyncio.create_task(
+        _receive(websocket, session, client, rate, metrics, settings.api_ws_refuse_delay_s)
+    )
     try:
         await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
         if client.closing and not sender.done():  # let the sender say goodbye (close frame with a reason)
@@ -219,15 +221,22 @@ async def _run(
 
 
 async def _receive(
-    websocket: WebSocket, session: Session, client: WsClient, rate: MessageRate, metrics: ApiMetrics
+    websocket: WebSocket,
+    session: Session,
+    client: WsClient,
+    rate: MessageRate,
+    metrics: ApiMetrics,
+    refuse_delay_s: float,
 ) -> None:
-    """Serve client messages in order; a client over its message rate is closed with 1008."""
+    """Serve client messages in order; a client over its message rate is no longer read and is closed with
+    1008 after ``refuse_delay_s`` (a flooder that reconnects at once is slowed down)."""
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return
         if not rate.allow():
             metrics.ws_refused.labels("rate").inc()
+            await asyncio.sleep(refuse_delay_s)
             client.close(LIMIT_CLOSE, "too many messages: rate limit exceeded")
             return
         text = message.get("text")
