@@ -1,5 +1,6 @@
-"""Fixtures of the fault-injection tests: a private cluster-profile stack (three Kafka brokers, a Spark
-standalone master and two workers, PostgreSQL, Redis, VictoriaMetrics) per test, on free loopback ports."""
+"""Fixtures of the fault-injection tests: one cluster-profile stack (three Kafka brokers, a Spark standalone
+master and two workers, PostgreSQL, Redis, VictoriaMetrics) for the package, on free loopback ports; each
+test gets a database, topics and checkpoints of its own, and a cluster whose every process runs."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from collections.abc import Iterator
 import pytest
 
 from infra.local import stack as local_stack
-from infra.local.cluster import cluster_defaults
+from infra.local.cluster import cluster_defaults, cluster_services
+from infra.local.process import pid_alive, read_pid
 from infra.topics import create_topics
 from tests.conftest import database, free_port, make_state_dir, stack_settings, with_topic_prefix
-from tests.faults.support import Cluster
+from tests.faults.support import Cluster, wait_until
 from tickflow.settings import Settings
 
 
@@ -34,20 +36,36 @@ def cluster_settings() -> Settings:
     return settings.model_copy(update=cluster_defaults(settings))
 
 
-@pytest.fixture
-def cluster() -> Iterator[Cluster]:
-    """A running cluster-profile stack with a migrated database and created topics (RF 3, min ISR 2) of its
-    own; every process stopped and the state dir removed afterwards."""
+@pytest.fixture(scope="package")
+def cluster_stack() -> Iterator[Settings]:
+    """The running cluster-profile stack of the package; every process stopped, the state dir removed."""
     for name in list(os.environ):
         if name.startswith("TICKFLOW_"):
             os.environ.pop(name)
     settings = cluster_settings()
     try:
         local_stack.up(settings, cluster=True)
-        with database(settings, f"t_faults_{uuid.uuid4().hex[:10]}") as db:
-            ready = with_topic_prefix(db, f"f{uuid.uuid4().hex[:6]}_")
-            create_topics(ready)
-            yield Cluster(ready)
+        yield settings
     finally:
         local_stack.down(settings)
         shutil.rmtree(settings.state_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster(cluster_stack: Settings) -> Iterator[Cluster]:
+    """The cluster with every process running (one a previous test killed is started again), a migrated
+    database, topics (RF 3, min ISR 2) and a checkpoint dir of this test's own."""
+    token = uuid.uuid4().hex[:10]
+    ready = Cluster(cluster_stack)
+    for service in cluster_services(cluster_stack):
+        pid = read_pid(ready.paths.pid(service.name))
+        if pid is None or not pid_alive(pid):
+            ready.restart(service)
+        else:
+            wait_until(lambda s=service: s.check(cluster_stack) is None, 60, f"{service.name} healthy")
+    with database(cluster_stack, f"t_faults_{token}") as db:
+        settings = with_topic_prefix(db, f"f{token[:6]}_").model_copy(
+            update={"checkpoint_dir": cluster_stack.state_dir / "checkpoints" / token}
+        )
+        create_topics(settings)
+        yield Cluster(settings)

@@ -164,3 +164,15 @@ def end_offsets(settings: Settings, topic: str, timeout_s: float = 30.0) -> dict
                 time.sleep(0.5)
     finally:
         consumer.close()
+
+
+def replay_all(settings: Settings, csv: Path, log: Path) -> None:
+    """Replay ``csv`` (Coinbase format) into the tick topic with `tickflow produce replay`, all of it.
+
+    Raises:
+        AssertionError: the replay failed or did not deliver every trade.
+    """
+    argv = [*TICKFLOW, "produce", "replay", str(csv), "--format", "coinbase_csv"]
+    replay = start(argv, settings, log)
+    assert replay.wait(120) == 0, log.read_text()[-3000:]
+    assert f"delivered={TRADES} " in log.read_text(), log.read_text()[-3000:]

@@ -11,13 +11,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from producers.replay import replay_file
 from tests.conftest import COINBASE_HOUR_CSV
 from tests.faults.support import (
     TICKFLOW,
     TRADES,
     Cluster,
     one_minute_trades,
+    replay_all,
     running,
     start,
     stop,
@@ -34,7 +34,7 @@ def test_sigkill_of_the_driver_and_a_restart(
     settings = cluster.settings.model_copy(
         update={"max_ticks_per_batch": 300, "trigger_interval": "200 milliseconds"}
     )
-    assert replay_file(settings, shared_data / COINBASE_HOUR_CSV, "coinbase_csv").produced == TRADES
+    replay_all(settings, shared_data / COINBASE_HOUR_CSV, tmp_path / "replay.log")
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
     first = start([*TICKFLOW, "stream", "bars"], settings, first_log)
     try:

@@ -9,13 +9,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from producers.replay import replay_file
 from tests.conftest import COINBASE_HOUR_CSV
 from tests.faults.support import (
     TICKFLOW,
     TRADES,
     Cluster,
     one_minute_trades,
+    replay_all,
     running,
     start,
     stop,
@@ -33,7 +33,7 @@ def test_sigkill_of_a_spark_worker_mid_job(
     settings = cluster.settings.model_copy(
         update={"max_ticks_per_batch": 300, "trigger_interval": "200 milliseconds"}
     )
-    assert replay_file(settings, shared_data / COINBASE_HOUR_CSV, "coinbase_csv").produced == TRADES
+    replay_all(settings, shared_data / COINBASE_HOUR_CSV, tmp_path / "replay.log")
     log = tmp_path / "bars.log"
     job = start([*TICKFLOW, "stream", "bars"], settings, log)
     alive = running(job, log)
@@ -49,6 +49,7 @@ def test_sigkill_of_a_spark_worker_mid_job(
               f"{recovery_s:.1f} s after the fault")  # fmt: skip
     finally:
         code = stop(job)
+        cluster.restart(worker(1))  # the next test's cluster is whole again
     assert code == 0, log.read_text()[-3000:]
     assert "Lost executor" in log.read_text(), "the driver never lost the killed worker's executor"
     stored = fetch_bars(settings)
