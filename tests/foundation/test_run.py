@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import uuid
 from pathlib import Path
 
 from infra.local.run import run_processes, taken_ports
@@ -23,10 +24,11 @@ def test_a_taken_port_is_named_before_anything_starts() -> None:
 
 
 def test_the_process_that_died_is_named_with_its_last_lines(tmp_path: Path) -> None:
+    stray = f"sleep {300 + uuid.uuid4().int % 10**6 / 10**7:.7f}"  # unique: other runs may sleep too
     procfile = tmp_path / "Procfile"
     procfile.write_text(
         "steady: exec sleep 120\n"
-        "orphaner: sh -c 'setsid sleep 300 & exec sleep 120'\n"  # a child outside honcho's process group
+        f"orphaner: sh -c 'setsid {stray} & exec sleep 120'\n"  # a child outside honcho's process group
         "broken: sh -c 'sleep 2; echo cannot reach the store; exit 3'\n"
     )
     lines: list[str] = []
@@ -35,8 +37,8 @@ def test_the_process_that_died_is_named_with_its_last_lines(tmp_path: Path) -> N
     report = lines[lines.index("tickflow run: broken.1 stopped on its own (rc=3); its last lines:") :]
     assert report[1].strip() == "cannot reach the store"
     left = [line for line in lines if line.startswith("tickflow run: stopped ") and "left behind" in line]
-    assert len(left) == 1 and "sleep 300" in left[0]
-    assert not _alive_with("sleep 300")
+    assert len(left) == 1 and stray in left[0]
+    assert not _alive_with(stray)
     assert "broken.1 stopped (rc=3)" in (tmp_path / "run.log").read_text()
 
 
