@@ -25,6 +25,7 @@ from producers.exchanges.common import (
     guarded,
     iso_to_us,
     load_json,
+    page_back_by_id,
     separated_pair,
     side_field,
     symbol_field,
@@ -93,20 +94,14 @@ async def fetch_trades(get_json: GetJson, symbol: str, first_id: int, last_id: i
     """Trades of ``symbol`` with ids in ``[first_id, last_id]``, oldest first, paging backwards from
     ``last_id`` with ``after`` cursors. Raises ``ParseError`` on a malformed REST trade and whatever
     ``get_json`` raises after its retries."""
-    found: list[TradeFields] = []
-    cursor = last_id + 1
-    while cursor > first_id:
+
+    async def older_than(cursor: int) -> list[TradeFields]:
         page = await get_json(f"/products/{symbol}/trades", {"after": cursor, "limit": PAGE_LIMIT})
-        if not isinstance(page, list) or not page:
-            break
-        trades = [trade_from_fields(as_object(item, "trade"), symbol) for item in page]
-        found.extend(t for t in trades if first_id <= int(t["trade_id"]) <= last_id)
-        oldest = min(int(t["trade_id"]) for t in trades)
-        if oldest >= cursor:  # the server ignored the cursor: stop instead of looping
-            break
-        cursor = oldest
-    found.sort(key=lambda t: int(t["trade_id"]))
-    return found
+        if not isinstance(page, list):
+            return []
+        return [trade_from_fields(as_object(item, "trade"), symbol) for item in page]
+
+    return await page_back_by_id(older_than, first_id, last_id)
 
 
 SPEC: Final = ExchangeSpec(

@@ -8,7 +8,7 @@ recent, a known symbol) is decided once, in ``producers.validation``.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -239,3 +239,25 @@ def collect(exchange: str, items: list[Any], parse_item: Callable[[Any], TradeFi
             else:
                 trades.append(parsed)
     return ParseResult(trades, rejects, ignored)
+
+
+async def page_back_by_id(
+    fetch_page: Callable[[int], Awaitable[list[TradeFields]]], first_id: int, last_id: int
+) -> list[TradeFields]:
+    """Trades with integer ids in ``[first_id, last_id]``, oldest first, for venues whose REST API pages
+    backwards by trade id: ``fetch_page(cursor)`` returns the page of trades older than ``cursor`` (empty
+    when there are none). Paging starts at ``last_id + 1`` and stops at ``first_id``, at an empty page, or
+    when the server ignores the cursor (no loop). Raises whatever ``fetch_page`` raises."""
+    found: list[TradeFields] = []
+    cursor = last_id + 1
+    while cursor > first_id:
+        trades = await fetch_page(cursor)
+        if not trades:
+            break
+        found.extend(t for t in trades if first_id <= int(t["trade_id"]) <= last_id)
+        oldest = min(int(t["trade_id"]) for t in trades)
+        if oldest >= cursor:  # the server ignored the cursor: stop instead of looping
+            break
+        cursor = oldest
+    found.sort(key=lambda t: int(t["trade_id"]))
+    return found

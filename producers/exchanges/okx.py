@@ -32,6 +32,7 @@ from producers.exchanges.common import (
     field,
     guarded,
     load_json,
+    page_back_by_id,
     side_field,
     symbol_field,
     to_price,
@@ -141,24 +142,16 @@ async def fetch_trades(get_json: GetJson, symbol: str, first_id: int, last_id: i
     """Trades of ``symbol`` with ids in ``[first_id, last_id]``, oldest first, paging backwards from
     ``last_id`` with ``after`` cursors (``type=1``: by trade id). Raises ``ParseError`` on a malformed REST
     answer and whatever ``get_json`` raises after its retries."""
-    found: list[TradeFields] = []
-    cursor = last_id + 1
-    while cursor > first_id:
+
+    async def older_than(cursor: int) -> list[TradeFields]:
         params = {"instId": symbol, "type": 1, "after": cursor, "limit": PAGE_LIMIT}
         answer = as_object(await get_json("/api/v5/market/history-trades", params), "answer")
         if answer.get("code") not in ("0", 0):
             raise ParseError(DlqReason.EXCHANGE_ERROR, f"{answer.get('code')}: {answer.get('msg')}")
         page = answer.get("data")
-        if not isinstance(page, list) or not page:
-            break
-        trades = [trade_from_fields(item) for item in page]
-        found.extend(t for t in trades if first_id <= int(t["trade_id"]) <= last_id)
-        oldest = min(int(t["trade_id"]) for t in trades)
-        if oldest >= cursor:  # the server ignored the cursor: stop instead of looping
-            break
-        cursor = oldest
-    found.sort(key=lambda t: int(t["trade_id"]))
-    return found
+        return [trade_from_fields(item) for item in page] if isinstance(page, list) else []
+
+    return await page_back_by_id(older_than, first_id, last_id)
 
 
 SPEC: Final = ExchangeSpec(
