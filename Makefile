@@ -20,9 +20,11 @@ test: install system-deps jars lint
 test-faults: install system-deps jars
 	$(BIN)/python -m pytest -m faults tests/faults
 
+# ruff, and the import layering of .importlinter (stages import tickflow and themselves only)
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 bench: install system-deps jars
 	@for script in bench/bench_*.py; do echo "=== $$script"; $(BIN)/python $$script || exit 1; done

@@ -10,31 +10,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
-from pydantic import SecretStr
+from tickflow.apikeys import API_KEY_HEADER
 
-from tickflow.settings import reveal
-
-API_KEY_HEADER = "X-API-Key"
 API_KEY_QUERY = "api_key"
 AUTHORIZATION = "Authorization"
-
-
-def key_is_valid(presented: str | None, accepted: Sequence[SecretStr | str]) -> bool:
-    """True when ``presented`` equals one of the ``accepted`` keys.
-
-    Every accepted key is compared with ``hmac.compare_digest`` (constant time per key, no early exit),
-    so the time taken reveals neither which key matched nor how much of a key was right.
-    """
-    if not presented:
-        return False
-    candidate = presented.encode()
-    matched = False
-    for key in accepted:
-        matched |= hmac.compare_digest(candidate, reveal(key).encode())
-    return matched
 
 
 def header_key(headers: Mapping[str, str], basic: bool = False) -> str | None:

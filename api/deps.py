@@ -14,9 +14,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader
 from starlette.requests import HTTPConnection, Request
 
-from api.auth import API_KEY_HEADER, header_key, key_is_valid
+from api.auth import header_key
 from api.pagination import InvalidCursorError, Order, Window, decode_cursor, to_utc
 from api.resources import Resources
+from tickflow.apikeys import API_KEY_HEADER, key_is_valid
 
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000

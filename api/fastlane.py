@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.auth import API_KEY_HEADER, key_is_valid
+from tickflow.apikeys import API_KEY_HEADER, key_is_valid
 
 PREFIX = "/api/v1/latest/"
 ROUTE = SimpleNamespace(path=PREFIX + "{symbol}")  # what the metrics middleware labels requests with

@@ -14,13 +14,13 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
-from api.auth import API_KEY_HEADER
 from api.fastlane import LatestFastPath
 from api.guard import OperationsGuard
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.pagination import InvalidCursorError
 from api.resources import open_resources
 from api.routers import health, market, ml, sources, ws
+from tickflow.apikeys import API_KEY_HEADER
 from tickflow.settings import Settings, get_settings
 
 log = structlog.get_logger(__name__)

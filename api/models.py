@@ -1,8 +1,8 @@
 """Pydantic response models of the REST API.
 
 Timestamps are ISO-8601 UTC strings with microsecond resolution; prices are in quote currency, sizes and
-volumes in base units. Bars are ``tickflow.schemas.OHLCVBar`` and anomalies
-``streaming_jobs.anomalies.model.Anomaly``, the same shapes the pipeline writes.
+volumes in base units. Bars are ``tickflow.schemas.OHLCVBar``, anomalies ``tickflow.anomaly.Anomaly``,
+indicator rows and predictions ``tickflow.rows``: the same shapes the pipeline writes.
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, Field
 
-from streaming_jobs.anomalies.model import Anomaly
-from tickflow.schemas import INDICATOR_FIELDS, OHLCVBar
+from tickflow.anomaly import Anomaly
+from tickflow.rows import IndicatorRow, Prediction
+from tickflow.schemas import OHLCVBar
 
 ReadSource = Literal["memory", "redis", "postgres"]
 """Where a latest value was read: this process's memory (its feeds), Redis, or PostgreSQL."""
@@ -59,37 +60,6 @@ class TickRecord(BaseModel):
     size: float = Field(description="Base units.")
     side: str = Field(description="Taker side: buy, sell or unknown.")
     source: str
-
-
-IndicatorRow = create_model(
-    "IndicatorRow",
-    __config__=ConfigDict(extra="ignore"),
-    __doc__="Indicators of one bar: a row of ``indicators`` (null while a window is still warming up).",
-    __module__=__name__,
-    symbol=str,
-    interval=str,
-    window_start=datetime,
-    close=(float | None, None),
-    **dict.fromkeys(INDICATOR_FIELDS, (float | None, None)),
-    updated_at=(datetime | None, None),
-)
-
-
-class Prediction(BaseModel):
-    """A model's prediction of the close of the bar starting at ``window_start``: a row of ``predictions``."""
-
-    model_config = ConfigDict(extra="ignore", protected_namespaces=())
-
-    symbol: str
-    interval: str
-    window_start: datetime
-    model_version: str
-    predicted_close: float = Field(description="Quote currency.")
-    predicted_return: float = Field(description="Fraction of base_close.")
-    lower: float
-    upper: float
-    base_close: float = Field(description="Close of the bar the prediction was made from.")
-    created_at: datetime | None = None
 
 
 class Page(BaseModel):

@@ -13,7 +13,7 @@ from psycopg2 import sql
 
 from api.models import IndicatorRow, Prediction, TickRecord
 from api.pagination import InvalidCursorError, Order, Window
-from streaming_jobs.anomalies.model import Anomaly
+from tickflow.anomaly import Anomaly
 from tickflow.schemas import BAR_FIELDS
 
 

@@ -59,9 +59,9 @@ from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 from websockets.exceptions import ConnectionClosed  # noqa: E402
 
 from infra.db.migrate import migrate  # noqa: E402
+from infra.local.sandbox import private_stack  # noqa: E402
+from infra.local.servers import ApiServer  # noqa: E402
 from infra.topics import create_topics  # noqa: E402
-from tests.conftest import private_stack  # noqa: E402
-from tests.support.servers import ApiServer  # noqa: E402
 from tickflow.keys import bars_channel, latest_price_key  # noqa: E402
 from tickflow.schemas import OHLCVBar  # noqa: E402
 from tickflow.settings import Settings  # noqa: E402

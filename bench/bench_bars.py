@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root: tests.conftest
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root: stages, infra.local
 
 import numpy as np
 import orjson
@@ -43,6 +43,7 @@ from pyspark.sql import SparkSession
 
 from infra.db.migrate import migrate
 from infra.local import stack as local_stack
+from infra.local.sandbox import make_state_dir, stack_settings
 from infra.topics import create_topics
 from producers.kafka_producer import TickProducer
 from producers.synthetic import SyntheticConfig, SyntheticSource
@@ -53,7 +54,6 @@ from streaming_jobs.bars.parse import parse_ticks, valid_ticks
 from streaming_jobs.bars.writer import BarBatchWriter
 from streaming_jobs.source import read_topic
 from streaming_jobs.spark_session import build_spark
-from tests.conftest import make_state_dir, stack_settings
 from tickflow.intervals import Interval
 from tickflow.keys import bars_channel
 from tickflow.schemas import TICK_SCHEMA_VERSION

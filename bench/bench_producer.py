@@ -32,13 +32,12 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from confluent_kafka import Producer  # noqa: E402
 
+from infra.local.sandbox import private_stack, with_topic_prefix  # noqa: E402
 from infra.topics import create_topics  # noqa: E402
-from producers.kafka_producer import producer_config  # noqa: E402
 from producers.pipeline import TickPipeline, now_us  # noqa: E402
 from producers.synthetic import BATCH, SyntheticConfig, SyntheticSource, run_synthetic  # noqa: E402
-from tests.conftest import private_stack, with_topic_prefix  # noqa: E402
+from tickflow.kafka import make_producer, produce_waiting  # noqa: E402
 from tickflow.schemas import TickSource  # noqa: E402
 from tickflow.settings import Settings  # noqa: E402
 
@@ -104,17 +103,15 @@ def _validated(settings: Settings, seed: int, ticks: int) -> Measure:
 
 
 def _raw(settings: Settings, recorded: _Recorder) -> Measure:
-    producer = Producer(producer_config(settings))
-    produce, poll, topic = producer.produce, producer.poll, settings.topic_ticks
+    producer = make_producer(settings, "bench-producer")
+    produce, topic = producer.produce, settings.topic_ticks
     out: list[Measure] = []
     with _measure(len(recorded.values), out):
         for value, key in zip(recorded.values, recorded.keys, strict=True):
-            while True:
-                try:
-                    produce(topic, value, key)
-                    break
-                except BufferError:
-                    poll(0.05)
+            try:
+                produce(topic, value, key)
+            except BufferError:
+                produce_waiting(producer, topic, value, key)
         if producer.flush(60):
             raise SystemExit("raw run: records left unflushed")
     return out[0]

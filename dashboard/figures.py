@@ -12,7 +12,7 @@ stock symbols (no ``-``, e.g. ``AAPL``), whose closed-market hours (nights, week
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -81,34 +81,36 @@ def _style(fig: go.Figure, revision: str | None) -> go.Figure:
 def empty_figure(message: str, revision: str | None = None) -> go.Figure:
     """A blank chart that says what is missing (e.g. ``no bars yet for ETH-USD 5m``)."""
     fig = go.Figure()
-    fig.add_annotation(
-        text=message,
-        x=0.5,
-        y=0.5,
-        xref="paper",
-        yref="paper",
-        showarrow=False,
-        font={"size": 18, "color": MUTED},
-    )
+    _note(fig, message, 0.5, 0.5, size=18, ref="paper")
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     return _style(fig, revision)
 
 
-def _label(fig: go.Figure, row: int, text: str) -> None:
+def _note(
+    fig: go.Figure,
+    text: str,
+    x: float,
+    y: float,
+    *,
+    size: int,
+    ref: Literal["paper", "domain"] = "domain",
+    row: int | None = None,
+    color: str = MUTED,
+    **position: Any,
+) -> None:
+    """Text without an arrow at (``x``, ``y``), fractions of the whole figure (``ref="paper"``) or of a
+    panel (``"domain"``: panel ``row``, the first when None); ``size`` in px; ``position``: further
+    ``add_annotation`` placement (``xanchor``, ``yanchor``, ``yshift``)."""
+    axes = {"xref": "paper", "yref": "paper"} if ref == "paper" else {"xref": "x domain", "yref": "y domain"}
+    panel = {} if row is None else {"row": row, "col": 1}
     fig.add_annotation(
-        text=text,
-        row=row,
-        col=1,
-        x=0.005,
-        y=0.98,
-        xref="x domain",
-        yref="y domain",
-        xanchor="left",
-        yanchor="top",
-        showarrow=False,
-        font={"size": 11, "color": MUTED},
+        text=text, x=x, y=y, showarrow=False, font={"size": size, "color": color}, **axes, **panel, **position
     )
+
+
+def _label(fig: go.Figure, row: int, text: str) -> None:
+    _note(fig, text, 0.005, 0.98, size=11, row=row, xanchor="left", yanchor="top")
 
 
 def _placeholder(fig: go.Figure, row: int, text: str) -> None:
@@ -116,17 +118,7 @@ def _placeholder(fig: go.Figure, row: int, text: str) -> None:
     the panel's annotations in the price axis' units), so an empty trace keeps the panel."""
     fig.add_trace(go.Scatter(x=[], y=[], name=f"{PANELS[row - 1]} placeholder", showlegend=False), row, 1)
     fig.update_yaxes(showticklabels=False, row=row, col=1)
-    fig.add_annotation(
-        text=text,
-        row=row,
-        col=1,
-        x=0.5,
-        y=0.5,
-        xref="x domain",
-        yref="y domain",
-        showarrow=False,
-        font={"size": 13, "color": MUTED},
-    )
+    _note(fig, text, 0.5, 0.5, size=13, row=row)
 
 
 def _price_panel(
@@ -411,30 +403,11 @@ def market_figure(
     )
     # The time zone as an annotation, not an axis title: plotly.react leaves a title of an axis without
     # traces on screen when the next figure has no such axis.
-    fig.add_annotation(
-        text=f"time: {'New York' if is_stock(symbol) else 'UTC'}",
-        x=1,
-        y=1,
-        xref="paper",
-        yref="paper",
-        xanchor="right",
-        yanchor="bottom",
-        yshift=4,
-        showarrow=False,
-        font={"size": 11, "color": MUTED},
-    )
+    zone = "New York" if is_stock(symbol) else "UTC"
+    _note(fig, f"time: {zone}", 1, 1, size=11, ref="paper", xanchor="right", yanchor="bottom", yshift=4)
     if prediction_note and not predictions.empty:
-        fig.add_annotation(
-            text=f"Prediction: {prediction_note}",
-            x=0,
-            y=1,
-            xref="x domain",
-            yref="y domain",
-            xanchor="left",
-            yanchor="top",
-            showarrow=False,
-            font={"size": 11, "color": PREDICTION},
-        )
+        note = f"Prediction: {prediction_note}"
+        _note(fig, note, 0, 1, size=11, color=PREDICTION, xanchor="left", yanchor="top")
     fig.update_yaxes(gridcolor=GRID, side="right", zeroline=False, tickfont={"size": 11})
     fig.update_yaxes(tickformat=",", row=1, col=1)
     fig.update_yaxes(tickformat="~s", row=2, col=1)

@@ -11,8 +11,8 @@ from typing import Any, Final
 
 import pandas as pd
 
-from api.models import IndicatorRow, Prediction
-from streaming_jobs.anomalies.model import Anomaly
+from tickflow.anomaly import Anomaly
+from tickflow.rows import IndicatorRow, Prediction
 from tickflow.schemas import BAR_FIELDS, BAR_FLOAT_FIELDS, INDICATOR_FIELDS
 
 BAR_TIMES: Final = ("window_start", "window_end", "first_trade_time", "last_trade_time", "updated_at")

@@ -24,7 +24,7 @@ VALUE_UNITS: Final = {
     "bar_freshness": " ms",
     "feed_failover": "",
 }
-"""Unit of an anomaly's ``value`` and ``threshold`` by type (see ``streaming_jobs.anomalies.model``)."""
+"""Unit of an anomaly's ``value`` and ``threshold`` by type (see ``tickflow.anomaly``)."""
 SEVERITIES: Final = ("info", "warning", "critical")
 
 

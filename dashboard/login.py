@@ -11,7 +11,7 @@ import dash_auth
 from dash import Dash
 from flask import request
 
-from api.auth import key_is_valid
+from tickflow.apikeys import key_is_valid
 from tickflow.settings import Settings, revealed
 
 OPEN_PATHS = frozenset({"/live"})

@@ -14,9 +14,9 @@ from urllib.parse import quote
 import httpx
 import pandas as pd
 
-from api.auth import API_KEY_HEADER
 from dashboard.frames import anomalies_frame, bars_frame, indicators_frame, predictions_frame
 from dashboard.http_cache import Fetched, HttpCache, text_body
+from tickflow.apikeys import API_KEY_HEADER
 from tickflow.settings import Settings, reveal
 
 MAX_PAGE = 10_000

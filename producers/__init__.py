@@ -2,8 +2,9 @@
 
 Every source ends in ``pipeline.TickPipeline``: ``validation.TickValidator`` (the one definition of a valid
 tick, with de-duplication) accepts trades onto ``Settings.topic_ticks`` as ``tickflow.schemas.Tick`` wire
-records (key = symbol) and writes everything else to ``Settings.topic_dlq`` (``dlq.DeadLetter``, reason
-codes in ``trades.DlqReason``), through ``kafka_producer.TickProducer``.
+records (key = symbol) and writes everything else to ``Settings.topic_dlq``
+(``tickflow.dead_letter.DeadLetter``, reason codes in ``tickflow.validity.DlqReason``), through
+``kafka_producer.TickProducer``.
 
 Entry points:
 

@@ -46,7 +46,7 @@ log = structlog.get_logger(__name__)
 
 CHECK_INTERVAL_S: Final = 0.1
 FEED_FAILOVER: Final = "feed_failover"
-"""``anomaly_type`` of a switch (``streaming_jobs.anomalies.model.AnomalyType.FEED_FAILOVER``)."""
+"""``anomaly_type`` of a switch (``tickflow.anomaly.AnomalyType.FEED_FAILOVER``)."""
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,8 @@
 """The Kafka producer every source writes through (confluent-kafka / librdkafka).
 
-Durable and ordered: ``acks=all`` and idempotence (no duplicates or reordering on retries, so each
-symbol's ticks stay in order on their partition), compression from ``Settings.kafka_compression``, batching
-tuned by ``Settings.producer_linger_ms`` and ``producer_batch_bytes``. When librdkafka's local queue is
-full, ``send`` serves delivery reports and retries until there is room: back-pressure slows the source down
+Configured by ``tickflow.kafka.producer_config`` (durable, ordered, idempotent; the one configuration of
+every stage's producers). When librdkafka's local queue is full, ``send`` serves delivery reports and
+retries until there is room (``tickflow.kafka.produce_waiting``): back-pressure slows the source down
 and never drops a record. Delivery failures (after librdkafka's own retries) are counted and logged.
 """
 
@@ -14,31 +13,16 @@ from typing import Any, Final
 
 import orjson
 import structlog
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, Message
 
 from producers import metrics
+from tickflow.kafka import make_producer, produce_waiting
 from tickflow.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 POLL_EVERY: Final = 4096  # serve delivery and statistics callbacks after this many sends
 STATS_INTERVAL_MS: Final = 5000
-BACKPRESSURE_WAIT_S: Final = 0.05
-
-
-def producer_config(settings: Settings) -> dict[str, Any]:
-    """librdkafka configuration of Tickflow's producers."""
-    return {
-        "bootstrap.servers": settings.kafka_bootstrap_servers,
-        "client.id": "tickflow-producer",
-        "acks": "all",
-        "enable.idempotence": True,
-        "compression.type": settings.kafka_compression,
-        "linger.ms": settings.producer_linger_ms,
-        "batch.size": settings.producer_batch_bytes,
-        "queue.buffering.max.messages": 500_000,
-        "queue.buffering.max.kbytes": 1_048_576,
-    }
 
 
 class TickProducer:
@@ -53,15 +37,17 @@ class TickProducer:
 
     def __init__(self, settings: Settings, **config_overrides: Any) -> None:
         """``config_overrides``: librdkafka properties that replace Tickflow's (tests, tuning)."""
-        config = {
-            **producer_config(settings),
-            "delivery.report.only.error": True,
-            "statistics.interval.ms": STATS_INTERVAL_MS,
-            **config_overrides,
-            "on_delivery": self._on_failure,
-            "stats_cb": self._on_stats,
-        }
-        self._producer = Producer(config)
+        self._producer = make_producer(
+            settings,
+            "tickflow-producer",
+            **{
+                "delivery.report.only.error": True,
+                "statistics.interval.ms": STATS_INTERVAL_MS,
+                **config_overrides,
+                "on_delivery": self._on_failure,
+                "stats_cb": self._on_stats,
+            },
+        )
         self.sent = 0
         self.failed = 0
         self.backpressure_waits = 0
@@ -95,7 +81,7 @@ class TickProducer:
             try:
                 produce(topic, value, key)
             except BufferError:
-                self._wait_and_produce(topic, value, key)
+                produce_waiting(self._producer, topic, value, key, on_wait=self._count_wait)
             count += 1
         self.sent += count
         self._unpolled += count
@@ -103,16 +89,9 @@ class TickProducer:
             self.poll(0)
         return count
 
-    def _wait_and_produce(self, topic: str, value: bytes, key: bytes) -> None:
-        while True:
-            self.backpressure_waits += 1
-            metrics.BACKPRESSURE_WAITS.inc()
-            self._producer.poll(BACKPRESSURE_WAIT_S)
-            try:
-                self._producer.produce(topic, value, key)
-                return
-            except BufferError:
-                continue
+    def _count_wait(self) -> None:
+        self.backpressure_waits += 1
+        metrics.BACKPRESSURE_WAITS.inc()
 
     def _on_failure(self, err: KafkaError | None, msg: Message) -> None:
         if err is None:  # only failures are reported; be safe if a success slips through

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 import orjson
 
 from producers import metrics
-from producers.dlq import DeadLetter
 from producers.kafka_producer import TickProducer
 from producers.quality import QualityTracker
 from producers.trades import DlqReason, ParseResult, Rejection, TradeFields, raw_text
 from producers.validation import TickValidator
+from tickflow.dead_letter import DeadLetter
 from tickflow.latency import Stage, latency_rules
 from tickflow.schemas import TICK_SCHEMA_VERSION, TickSource
 from tickflow.settings import Settings
@@ -214,8 +214,16 @@ class TickPipeline:
                 self.quality.dead_letter(rejection.exchange, rejection.symbol, normalised)
         metrics.REJECTED.labels(self._source.value, self._exchange, rejection.reason.value).inc()
         if rejection.reason is not DlqReason.DUPLICATE:
-            record = DeadLetter.of(rejection, self._source, receipt_time)
-            self._producer.send(self._dlq_topic, record.to_wire(), record.key())
+            record = DeadLetter.of_feed(
+                rejection.reason,
+                rejection.detail,
+                rejection.raw,
+                source=self._source,
+                exchange=rejection.exchange,
+                symbol=rejection.symbol,
+                received_at=receipt_time,
+            )
+            self._producer.send(self._dlq_topic, record.to_wire(), record.key() or b"")
 
     def finish(self, started: float) -> IngestStats:
         """Stats with delivery counts of the (flushed) producer and the time since ``started``

@@ -3,7 +3,8 @@
 A parser turns one raw exchange message (or one CSV row) into a ``ParseResult``: zero or more
 ``TradeFields`` (a normalised but not yet validated trade, as a plain dict so the hot path can serialise
 it without conversion) and zero or more ``Rejection`` (input that can never become a tick, with a reason
-code, ``tickflow.validity.DlqReason``, re-exported here for the parsers). ``producers.validation`` then
+code, ``tickflow.validity.DlqReason``, re-exported here for the parsers with
+``tickflow.dead_letter.raw_text``). ``producers.validation`` then
 accepts or rejects each trade; accepted trades become ``tickflow.schemas.Tick`` wire records on
 ``tick_data``, rejections dead-letter records on ``tick_data.dlq``.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple, TypedDict
 
+from tickflow.dead_letter import raw_text
 from tickflow.validity import DlqReason
 
 __all__ = ["DlqReason", "ParseResult", "Rejection", "TradeFields", "raw_text"]
@@ -55,8 +57,3 @@ class ParseResult(NamedTuple):
     trades: list[TradeFields]
     rejects: list[Rejection]
     ignored: str | None = None
-
-
-def raw_text(raw: str | bytes) -> str:
-    """The raw payload as text for a dead-letter record; undecodable bytes are kept as ``\\xNN`` escapes."""
-    return raw if isinstance(raw, str) else raw.decode("utf-8", errors="backslashreplace")

@@ -7,7 +7,6 @@ from contextlib import contextmanager
 
 import typer
 
-from streaming_jobs.alerting.cli import alerts
 from streaming_jobs.indicators.cli import indicators
 
 stream_app = typer.Typer(help="Run the Spark Structured Streaming jobs.")
@@ -75,4 +74,3 @@ def stops_cleanly(job: str) -> Iterator[None]:
 
 
 stream_app.command("indicators")(indicators)
-stream_app.command("alerts")(alerts)

@@ -11,15 +11,14 @@ Fixtures (use these; do not start services yourself):
 - ``coinbase_bars``: reference bars (``tests.reference_bars``) of the real Coinbase hour by interval name.
 
 Helpers for package-scoped variants: ``database`` (a migrated database of its own), ``with_topic_prefix``
-and ``isolated_settings`` (database, created topics and a Redis database of a test package).
+and ``isolated_settings`` (database, created topics and a Redis database of a test package); the stack
+helpers themselves (``free_port``, ``stack_settings``, ``private_stack``...) are ``infra.local.sandbox``'s,
+shared with the benchmarks.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,7 +32,7 @@ from psycopg2 import sql
 from pyspark.sql import SparkSession
 
 from infra.db.migrate import migrate
-from infra.local import stack as local_stack
+from infra.local.sandbox import TOPIC_FIELDS, private_stack, with_topic_prefix
 from infra.topics import create_topics
 from tests.reference_bars import load_trades_csv, reference_bars
 from tickflow.settings import Settings
@@ -44,54 +43,6 @@ COINBASE_HOUR_CSV: Final = "coinbase_btcusd_trades_2023-09-05T16.csv"
 """The real Coinbase BTC-USD trades of 2023-09-05 16:00-17:00 UTC, in ``shared_data``."""
 BAR_INTERVALS: Final = {"1m": 1, "5m": 5, "15m": 15}
 """Interval name -> minutes of the bars the tests build."""
-TOPIC_FIELDS: Final = ("topic_ticks", "topic_dlq", "topic_bars_prefix", "topic_anomalies")
-"""The ``Settings`` fields that name Kafka topics (the bar topics by their common prefix)."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def make_state_dir() -> Path:
-    """A temp dir the ``postgres`` user can traverse (pytest's tmp dirs are root-only)."""
-    path = Path(tempfile.mkdtemp(prefix="tickflow-test-"))
-    path.chmod(0o755)
-    return path
-
-
-def stack_settings(state_dir: Path, **overrides: object) -> Settings:
-    """Settings of a local stack under ``state_dir`` on free ports (env and .env ignored)."""
-    values: dict[str, object] = {
-        "state_dir": state_dir,
-        "checkpoint_dir": state_dir / "checkpoints",
-        "kafka_bootstrap_servers": f"127.0.0.1:{free_port()}",
-        "kafka_controller_port": free_port(),
-        "postgres_dsn": f"postgresql://postgres@127.0.0.1:{free_port()}/tickflow",
-        "redis_url": f"redis://127.0.0.1:{free_port()}/0",
-        "influx_url": f"http://127.0.0.1:{free_port()}",
-        "api_port": free_port(),
-        "dashboard_port": free_port(),
-    }
-    values["api_url"] = f"http://127.0.0.1:{values['api_port']}"
-    values.update(overrides)
-    return Settings(_env_file=None, **values)
-
-
-@contextmanager
-def private_stack() -> Iterator[Settings]:
-    """A local stack (broker, PostgreSQL, Redis, VictoriaMetrics) of its own under a new state dir on free
-    ports (``stack_settings``); stopped, and its state dir removed, on exit."""
-    state_dir = make_state_dir()
-    settings = stack_settings(state_dir)
-    try:
-        local_stack.up(settings)
-        yield settings
-    finally:
-        local_stack.down(settings)
-        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -126,11 +77,6 @@ def database(stack: Settings, name: str) -> Iterator[Settings]:
         with admin.cursor() as cur:
             cur.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
         admin.close()
-
-
-def with_topic_prefix(settings: Settings, prefix: str) -> Settings:
-    """``settings`` with every topic name (``TOPIC_FIELDS``) prefixed by ``prefix``; creates nothing."""
-    return settings.model_copy(update={f: prefix + getattr(settings, f) for f in TOPIC_FIELDS})
 
 
 @contextmanager

@@ -1,27 +1,40 @@
-"""The `tickflow` command: the single entry point of every stage.
+"""The `tickflow` command: the root that every stage's commands register into.
 
+``tickflow/`` is the contracts package and imports no stage, so the commands are found at run time: each
+stage names its own in the entry-point group ``tickflow.commands`` (``setup.cfg``): the entry's name is the
+command, its value a ``typer.Typer`` of sub-commands (``stream``, ``produce``...) or a command function
+(``api``, ``run``...). ``python -m tickflow`` and the ``tickflow`` console script both run :data:`app`.
 Sub-commands import their stage's heavy modules lazily, so `tickflow --help` stays fast.
 """
 
 from __future__ import annotations
 
+from importlib.metadata import entry_points
+from typing import Final
+
 import typer
 
-from api.cli import api
-from dashboard.cli import dashboard
-from infra.cli import db_app, run, settings_app, stack_app, topics_app
-from ml.cli import ml_app
-from producers.cli import produce_app
-from streaming_jobs.cli import stream_app
+COMMAND_GROUP: Final = "tickflow.commands"
 
-app = typer.Typer(no_args_is_help=True, help="Tickflow: real-time market-data pipeline.")
-app.add_typer(stack_app, name="stack")
-app.add_typer(db_app, name="db")
-app.add_typer(topics_app, name="topics")
-app.add_typer(settings_app, name="settings")
-app.add_typer(produce_app, name="produce")
-app.add_typer(stream_app, name="stream")
-app.add_typer(ml_app, name="ml")
-app.command("run")(run)
-app.command("api")(api)
-app.command("dashboard")(dashboard)
+
+def build_app() -> typer.Typer:
+    """The root command with every registered stage command (in name order).
+
+    Raises:
+        RuntimeError: no command is registered (the package is not installed: ``pip install -e .``).
+        ImportError: a registered stage module cannot be imported.
+    """
+    root = typer.Typer(no_args_is_help=True, help="Tickflow: real-time market-data pipeline.")
+    commands = entry_points(group=COMMAND_GROUP)
+    if not commands:
+        raise RuntimeError(f"no {COMMAND_GROUP} entry points: install the package (pip install -e .)")
+    for command in commands:
+        target = command.load()
+        if isinstance(target, typer.Typer):
+            root.add_typer(target, name=command.name)
+        else:
+            root.command(command.name)(target)
+    return root
+
+
+app = build_app()

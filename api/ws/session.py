@@ -10,7 +10,7 @@ import orjson
 import psycopg2
 from starlette.websockets import WebSocket
 
-from api.auth import API_KEY_QUERY, header_key, key_is_valid
+from api.auth import API_KEY_QUERY, header_key
 from api.metrics import ApiMetrics
 from api.symbols import SymbolCatalog
 from api.ws.client import CLOSE_TIMEOUT_S, Subscription, Topic, WsClient
@@ -30,6 +30,7 @@ from api.ws.protocol import (
     parse_request,
 )
 from api.ws.snapshot import Snapshots
+from tickflow.apikeys import key_is_valid
 from tickflow.settings import Settings
 
 AUTH_CLOSE = 1008

@@ -15,8 +15,7 @@ from typing import Any, Final
 import orjson
 
 from producers.trades import DlqReason, ParseResult, Rejection, TradeFields, raw_text
-
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+from tickflow.micros import to_micros
 
 # Quote assets recognised when splitting concatenated pairs (``BTCUSDT``, ``ethusd``); longest match wins.
 QUOTE_ASSETS: Final[tuple[str, ...]] = tuple(
@@ -164,10 +163,9 @@ def iso_to_us(value: Any, name: str = "time") -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     try:
-        delta = moment - _EPOCH
+        return to_micros(moment)
     except OverflowError:
         raise ParseError(DlqReason.BAD_TIMESTAMP, f"{name} {value!r} is out of range") from None
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def join_pair(base: str, quote: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from streaming_jobs.anomalies.model import Anomaly, AnomalyType, Severity
+from tickflow.anomaly import Anomaly, AnomalyType, Severity
 from tickflow.settings import Settings
 
 _SEVERITY: dict[AnomalyType, tuple[Severity, Severity]] = {

@@ -10,8 +10,8 @@ import psycopg2.extensions
 import redis
 from psycopg2.extras import Json, execute_values
 
-from streaming_jobs.anomalies.model import Anomaly
-from streaming_jobs.bars.sinks.kafka import Record
+from tickflow.anomaly import Anomaly
+from tickflow.kafka import Record
 from tickflow.keys import ANOMALIES_CHANNEL
 
 _UPSERT = (

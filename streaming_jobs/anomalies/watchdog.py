@@ -46,10 +46,10 @@ from influxdb_client.rest import ApiException
 from prometheus_client import Gauge
 from urllib3.exceptions import HTTPError
 
-from streaming_jobs.anomalies.model import Anomaly, AnomalyType, Severity
 from streaming_jobs.anomalies.sinks import anomaly_records, publish_anomalies, upsert_anomalies
-from streaming_jobs.bars.sinks.kafka import make_producer, produce_all
 from tickflow import clients
+from tickflow.anomaly import Anomaly, AnomalyType, Severity
+from tickflow.kafka import make_producer, produce_all
 from tickflow.latency import LATENCY_MEASUREMENT, LatencyRule, Stage, latency_rules
 from tickflow.settings import Settings, reveal
 
@@ -207,7 +207,7 @@ class FreshnessWatchdog:
         self.state = FreshnessState(latency_rules(settings)[Stage.BAR_FRESHNESS], finest.name)
         self._ticks = TickClock(settings)
         self._redis = redis.Redis.from_url(settings.redis_url, **clients.redis_kwargs(settings))
-        self._producer = make_producer(settings)
+        self._producer = make_producer(settings, "tickflow-freshness-watchdog")
         self._conn: psycopg2.extensions.connection | None = None
         self._influx = InfluxDBClient(
             url=settings.influx_url,

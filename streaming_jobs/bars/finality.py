@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Final
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+from tickflow.micros import from_micros, to_micros
+
 _UNIT_MS: Final = {
     "millisecond": 1,
     "second": 1000,
@@ -59,8 +60,8 @@ class WatermarkTracker:
         """``floor_ms(max event time) - delay`` (UTC), ``None`` before the first tick."""
         if self.max_event_time is None:
             return None
-        micros = (self.max_event_time - _EPOCH) // timedelta(microseconds=1)
-        return _EPOCH + timedelta(milliseconds=micros // 1000 - self.delay_ms)
+        millis = to_micros(self.max_event_time) // 1000
+        return from_micros((millis - self.delay_ms) * 1000)
 
     def is_final(self, window_end: datetime) -> bool:
         """True when a bar ending at ``window_end`` can no longer be revised."""

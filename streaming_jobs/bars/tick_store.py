@@ -25,15 +25,14 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
-from producers.dlq import DLQ_SCHEMA_VERSION, MAX_RAW_CHARS
-from producers.trades import raw_text
 from streaming_jobs.bars import metrics
 from streaming_jobs.bars.parse import REJECT_COLUMNS, rejected_records
-from streaming_jobs.bars.sinks.kafka import Record, make_producer, produce_all
 from streaming_jobs.bars.sinks.postgres import TICK_DATA_COLUMNS, insert_ticks
 from streaming_jobs.bars.sinks.retry import Refused, with_retries
 from streaming_jobs.source import RAW_SCHEMA
 from tickflow.clients import postgres_dsn
+from tickflow.dead_letter import DeadLetter, raw_text
+from tickflow.kafka import Record, make_producer, produce_all
 from tickflow.schemas import json_dumps
 from tickflow.settings import Settings
 from tickflow.validity import DlqReason
@@ -53,23 +52,19 @@ _ALWAYS = frozenset({"reason", "partition", "offset"})
 
 
 def dead_letter(row: dict[str, Any], dlq_topic: str) -> Record:
-    """The dead-letter record of a rejected tick record, keyed like the original: ``{"v": 1, "stage":
-    "bars", "reason", "detail", "raw", "raw_truncated", "topic", "partition", "offset", "timestamp"}``;
-    ``raw`` is the value as text, cut to ``producers.dlq.MAX_RAW_CHARS``; ``timestamp`` the record's."""
-    raw = raw_text(row["value"] or b"")
-    letter = {
-        "v": DLQ_SCHEMA_VERSION,
-        "stage": DLQ_STAGE,
-        "reason": row["reason"],
-        "detail": row["detail"],
-        "raw": raw[:MAX_RAW_CHARS],
-        "raw_truncated": len(raw) > MAX_RAW_CHARS,
-        "topic": row["topic"],
-        "partition": row["partition"],
-        "offset": row["offset"],
-        "timestamp": row["timestamp"],
-    }
-    return dlq_topic, row["key"], json_dumps(letter)
+    """The dead-letter record (``tickflow.dead_letter.DeadLetter``, stage ``bars``) of a rejected tick
+    record, keyed like the original; ``raw`` is the value as text, ``timestamp`` the record's."""
+    letter = DeadLetter.of_record(
+        DLQ_STAGE,
+        row["reason"],
+        row["detail"],
+        raw_text(row["value"] or b""),
+        topic=row["topic"],
+        partition=row["partition"],
+        offset=row["offset"],
+        timestamp=row["timestamp"],
+    )
+    return dlq_topic, row["key"], letter.to_wire()
 
 
 def _store_and_reject(settings: Settings, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -145,7 +140,7 @@ class TickBatchWriter:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._producer = make_producer(settings)
+        self._producer = make_producer(settings, "tickflow-bars-dlq")
 
     def __call__(self, parsed: DataFrame, batch_id: int) -> None:
         """``parsed``: one micro-batch of ``parse.parse_ticks`` output. One pass over it: the executors

@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import reduce
 from typing import Any, Final, TypeVar
 
@@ -54,18 +54,12 @@ from streaming_jobs.anomalies.sinks import anomaly_records, publish_anomalies, u
 from streaming_jobs.anomalies.watchdog import FreshnessWatchdog
 from streaming_jobs.bars.job import BarJob
 from streaming_jobs.bars.metrics import install_progress_metrics
-from streaming_jobs.bars.sinks.kafka import Record, make_producer, produce_all
 from streaming_jobs.bars.sinks.retry import with_retries
 from streaming_jobs.checkpoints import checkpoint, mismatch
 from streaming_jobs.indicators import metrics
 from streaming_jobs.indicators.formulas import HISTORY_BARS
 from streaming_jobs.indicators.parse import check_bars, parse_bars
-from streaming_jobs.indicators.sinks import (
-    dead_letter_record,
-    publish_indicators,
-    upsert_indicators,
-    write_influx,
-)
+from streaming_jobs.indicators.sinks import publish_indicators, upsert_indicators, write_influx
 from streaming_jobs.indicators.state import (
     ROW_COLUMNS,
     STATE_DDL,
@@ -78,12 +72,14 @@ from streaming_jobs.lag import GroupLagMonitor
 from streaming_jobs.source import read_topic
 from streaming_jobs.spark_session import build_spark
 from tickflow import clients
+from tickflow.dead_letter import DeadLetter
+from tickflow.kafka import Record, make_producer, produce_all
+from tickflow.micros import from_micros
 from tickflow.settings import Settings, reveal
 
 log = structlog.get_logger(__name__)
 
 QUERY_NAME: Final = "indicators"
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 OUTPUT_SCHEMA: Final = StructType(
     [StructField("symbol", StringType()), StructField("interval", StringType())]
     + [StructField(c, LongType() if c == "window_start" else DoubleType()) for c in ROW_COLUMNS]
@@ -240,7 +236,7 @@ class IndicatorBatchWriter:
         self._rules = AnomalyRules.from_settings(settings)
         self._conn: psycopg2.extensions.connection | None = None
         self._redis = redis.Redis.from_url(settings.redis_url, **clients.redis_kwargs(settings))
-        self._producer = make_producer(settings)
+        self._producer = make_producer(settings, "tickflow-indicators")
         self._influx = InfluxDBClient(
             url=settings.influx_url,
             token=reveal(settings.influx_token),
@@ -309,15 +305,18 @@ class IndicatorBatchWriter:
 
 
 def dead_letter(record: dict[str, Any], dlq_topic: str) -> Record:
-    """The dead-letter record of a rejected bar record (a row of ``OUTPUT_SCHEMA`` with ``reason`` set)."""
+    """The dead-letter record of a rejected bar record (a row of ``OUTPUT_SCHEMA`` with ``reason`` set),
+    keyed by its symbol when it has one."""
     symbol = record["symbol"] if isinstance(record["symbol"], str) and record["symbol"] else None
-    return dead_letter_record(
-        dlq_topic,
-        stage=QUERY_NAME,
-        reason=record["reason"],
-        detail=record["detail"],
-        raw=record["raw"] if isinstance(record["raw"], str) else "",
-        source=(record["topic"], int(record["partition"]), int(record["offset"])),
-        timestamp=_EPOCH + timedelta(microseconds=int(record["visible_us"])),
-        key=symbol.encode() if symbol else None,
+    letter = DeadLetter.of_record(
+        QUERY_NAME,
+        record["reason"],
+        record["detail"],
+        record["raw"] if isinstance(record["raw"], str) else "",
+        topic=record["topic"],
+        partition=int(record["partition"]),
+        offset=int(record["offset"]),
+        timestamp=from_micros(record["visible_us"]),
+        symbol=symbol,
     )
+    return dlq_topic, symbol.encode() if symbol else None, letter.to_wire()

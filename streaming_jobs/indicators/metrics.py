@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pandas as pd
 from prometheus_client import Counter, Histogram
 
-from streaming_jobs.anomalies.model import Anomaly
+from tickflow.anomaly import Anomaly
 
 ROWS = Counter("tickflow_indicator_rows_total", "Indicator rows written (new and revised bars).")
 REJECTED = Counter(

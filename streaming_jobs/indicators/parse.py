@@ -3,7 +3,7 @@
 The bar job publishes every revision of a bar as ``tickflow.schemas.OHLCVBar`` JSON (key = symbol). The
 schema is built from ``OHLCVBar``'s fields, plus ``last_receipt_time`` (when the bar record carries it:
 the receipt time of the bar's latest tick, for the pipeline-latency rule). Checks (first failure reported,
-reasons from ``producers.trades.DlqReason``):
+reasons from ``tickflow.validity.DlqReason``):
 
 1. ``malformed``: not a JSON object of bar fields, or an unknown interval;
 2. ``missing_field``: ``symbol``, ``interval``, ``window_start``, ``high``, ``low``, ``close`` or ``volume``

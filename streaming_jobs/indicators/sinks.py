@@ -1,6 +1,5 @@
 """Where indicator rows go: PostgreSQL ``indicators`` (idempotent upsert), Redis (latest row per key with a
-TTL, and a publish per row) and InfluxDB (measurement ``indicators``); and the dead-letter record of
-rejected input.
+TTL, and a publish per row) and InfluxDB (measurement ``indicators``).
 
 Rows are a pandas DataFrame with ``symbol``, ``interval``, ``window_start`` (integer µs since the epoch,
 UTC), ``close`` and :data:`INDICATOR_FIELDS` (NaN where not yet defined). Writing the same rows twice
@@ -10,7 +9,7 @@ leaves every store as after the first write, so a replayed micro-batch changes n
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -20,13 +19,11 @@ from influxdb_client import Point, WritePrecision
 from influxdb_client.client.write_api import WriteApi
 from psycopg2.extras import execute_values
 
-from producers.dlq import DLQ_SCHEMA_VERSION, MAX_RAW_CHARS
-from streaming_jobs.bars.sinks.kafka import Record
 from tickflow.keys import indicators_channel, indicators_key
+from tickflow.micros import from_micros
 from tickflow.schemas import INDICATOR_FIELDS, json_dumps
 
 MEASUREMENT = "indicators"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _COLUMNS = ("symbol", "interval", "window_start", "close", *INDICATOR_FIELDS)
 _UPSERT = (
     f"INSERT INTO indicators ({', '.join(_COLUMNS)}, updated_at) VALUES %s "
@@ -40,7 +37,7 @@ def records(rows: pd.DataFrame) -> list[dict[str, Any]]:
     out = []
     for row in rows[list(_COLUMNS)].itertuples(index=False):
         record = {name: _clean(value) for name, value in zip(_COLUMNS, row, strict=True)}
-        record["window_start"] = _EPOCH + timedelta(microseconds=int(row.window_start))
+        record["window_start"] = from_micros(row.window_start)
         out.append(record)
     return out
 
@@ -88,37 +85,6 @@ def write_influx(write_api: WriteApi, bucket: str, org: str, rows: pd.DataFrame)
                 point = point.field(name, float(record[name]))
         points.append(point.time(record["window_start"], WritePrecision.US))
     write_api.write(bucket=bucket, org=org, record=points)
-
-
-def dead_letter_record(
-    dlq_topic: str,
-    *,
-    stage: str,
-    reason: str,
-    detail: str,
-    raw: str,
-    source: tuple[str, int, int],
-    timestamp: datetime,
-    key: bytes | None,
-) -> Record:
-    """A dead-letter record in the shape of the bar job's (``streaming_jobs.bars.tick_store.dead_letter``):
-    ``{"v", "stage", "reason", "detail", "raw", "raw_truncated", "topic", "partition", "offset",
-    "timestamp"}``, ``raw`` cut to ``producers.dlq.MAX_RAW_CHARS``; ``source`` is the rejected record's
-    (topic, partition, offset) and ``timestamp`` its Kafka timestamp (UTC)."""
-    topic, partition, offset = source
-    letter = {
-        "v": DLQ_SCHEMA_VERSION,
-        "stage": stage,
-        "reason": reason,
-        "detail": detail,
-        "raw": raw[:MAX_RAW_CHARS],
-        "raw_truncated": len(raw) > MAX_RAW_CHARS,
-        "topic": topic,
-        "partition": partition,
-        "offset": offset,
-        "timestamp": timestamp,
-    }
-    return dlq_topic, key, json_dumps(letter)
 
 
 def _clean(value: Any) -> Any:

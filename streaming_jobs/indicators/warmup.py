@@ -4,12 +4,11 @@ of a restarted job would be computed from a short history and jump."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pandas as pd
 import psycopg2
 
 from streaming_jobs.indicators.state import HISTORY_DTYPES, HISTORY_FIELDS, empty_history
+from tickflow.micros import from_micros
 
 _QUERY = (
     "SELECT (extract(epoch FROM window_start) * 1000000)::bigint, high, low, close, volume FROM ohlcv"
@@ -26,7 +25,7 @@ def load_history(dsn: str, symbol: str, interval: str, before_us: int, limit: in
         psycopg2.Error: the database is unreachable or has no ``ohlcv`` table.
     """
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        before = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=before_us)
+        before = from_micros(before_us)
         cur.execute(_QUERY, (symbol, interval, before, limit))
         rows = cur.fetchall()
     conn.close()

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from infra.local.servers import ApiServer
 from tests.api.seed import Seeded, seed
 from tests.conftest import isolated_settings
-from tests.support.servers import ApiServer
 from tickflow.settings import Settings
 
 API_KEY = f"test-{uuid.uuid4().hex}"

@@ -18,10 +18,10 @@ import psycopg2.extensions
 import psycopg2.extras
 import redis
 
-from streaming_jobs.anomalies.model import Anomaly
 from tests.conftest import BAR_INTERVALS, COINBASE_HOUR_CSV
 from tests.reference_bars import load_trades_csv, reference_bars
 from tests.support.seed import bar_model, insert_frame, transaction
+from tickflow.anomaly import Anomaly
 from tickflow.keys import bar_key, indicators_key, latest_price_key, prediction_key
 from tickflow.schemas import Tick
 from tickflow.settings import Settings

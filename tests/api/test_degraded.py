@@ -9,11 +9,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from infra.local.sandbox import free_port
+from infra.local.servers import ApiServer
 from tests.api.conftest import API_KEY
 from tests.api.seed import SYMBOL, Seeded, ticks_of
 from tests.api.wsclient import TickProducer, open_ws, receive, receive_until, request, subscribe, trade_ids
-from tests.conftest import free_port
-from tests.support.servers import ApiServer
 from tickflow.settings import Settings
 
 

@@ -9,8 +9,8 @@ import orjson
 import pytest
 import redis
 
+from infra.local.servers import ApiServer
 from tests.api.conftest import API_KEY
-from tests.support.servers import ApiServer
 from tickflow.keys import ML_STATUS_KEY
 from tickflow.settings import Settings
 

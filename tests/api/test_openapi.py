@@ -14,8 +14,8 @@ from __future__ import annotations
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
+from infra.local.servers import ApiServer
 from tests.api.conftest import API_KEY
-from tests.support.servers import ApiServer
 
 EXAMPLES_PER_OPERATION = 40
 

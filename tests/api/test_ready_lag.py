@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from tests.support.servers import ApiServer
+from infra.local.servers import ApiServer
 from tickflow.settings import Settings
 
 

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import redis
 
+from infra.local.servers import ApiServer
 from tests.api.conftest import API_KEY
 from tests.api.seed import MODEL_VERSION, SYMBOL, UNLISTED, Seeded
-from tests.support.servers import ApiServer
 from tickflow.keys import bar_key, latest_price_key
 
 

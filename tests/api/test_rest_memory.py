@@ -15,10 +15,10 @@ import orjson
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from infra.local.servers import ApiServer
 from tests.api.conftest import API_KEY
 from tests.api.seed import Seeded, bar_model, ticks_of
 from tests.api.wsclient import TickProducer
-from tests.support.servers import ApiServer
 from tickflow.keys import bar_key, bars_channel, indicators_channel, indicators_key, latest_price_key
 
 SYMBOL = "SOL-USD"

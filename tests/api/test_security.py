@@ -17,11 +17,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 
+from infra.local.sandbox import free_port
+from infra.local.servers import ApiServer
 from tests.api.conftest import API_KEY
 from tests.api.seed import Seeded, ticks_of
 from tests.api.wsclient import TickProducer, live, open_ws, receive, receive_until, request, trade_ids
-from tests.conftest import free_port
-from tests.support.servers import ApiServer
 from tickflow.settings import Settings
 
 AUTH = {"X-API-Key": API_KEY}

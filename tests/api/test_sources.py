@@ -8,9 +8,9 @@ import asyncio
 import httpx
 from redis.asyncio import Redis
 
+from infra.local.servers import ApiServer
 from producers.quality import QualityPublisher, QualityTracker
 from tests.api.conftest import API_KEY
-from tests.support.servers import ApiServer
 from tickflow.settings import Settings
 
 EVENT = 1_700_000_000_000_000

@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 
+from infra.local.servers import ApiServer
 from tests.api.conftest import API_KEY
 from tests.api.seed import SYMBOL, Seeded, bar_model, ticks_of
 from tests.api.wsclient import (
@@ -29,7 +30,6 @@ from tests.api.wsclient import (
     subscribe,
     trade_ids,
 )
-from tests.support.servers import ApiServer
 from tickflow.keys import ANOMALIES_CHANNEL, bars_channel, indicators_channel
 
 

@@ -14,6 +14,7 @@ import httpx
 import orjson
 import redis
 
+from infra.local.servers import ApiServer
 from tests.api.conftest import API_KEY
 from tests.api.seed import Seeded, bar_model, ticks_of
 from tests.api.wsclient import (
@@ -28,7 +29,6 @@ from tests.api.wsclient import (
     subscribe,
     trade_ids,
 )
-from tests.support.servers import ApiServer
 from tickflow.keys import ANOMALIES_CHANNEL, bar_key, bars_channel, indicators_channel
 from tickflow.schemas import OHLCVBar
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from infra.local.servers import ApiServer
 from tests.api.seed import Seeded
 from tests.api.wsclient import close_code, open_ws, receive, receive_until, request, subscribe
-from tests.support.servers import ApiServer
 
 
 def test_welcome_ping_and_heartbeat(api_server: ApiServer) -> None:

@@ -12,8 +12,8 @@ from confluent_kafka import Producer
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from infra.local.servers import ApiServer
 from tests.api.conftest import API_KEY
-from tests.support.servers import ApiServer
 from tickflow.schemas import Tick
 from tickflow.settings import Settings
 

@@ -13,9 +13,10 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
-from tests.conftest import free_port, isolated_settings
+from infra.local.sandbox import free_port
+from infra.local.servers import ApiServer, DashboardServer
+from tests.conftest import isolated_settings
 from tests.dashboard.seed import Seeded, seed
-from tests.support.servers import ApiServer, DashboardServer
 from tickflow.settings import Settings
 
 REDIS_DB = 7  # a Redis database of the dashboard tests (flushed when seeding)

@@ -18,8 +18,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
+from infra.local.servers import ApiServer, DashboardServer, basic_authorization
 from tests.dashboard.seed import BTC, SKL, Seeded, write_bar
-from tests.support.servers import ApiServer, DashboardServer, basic_authorization
 from tickflow.settings import reveal
 
 pytestmark = pytest.mark.browser

@@ -18,10 +18,10 @@ from confluent_kafka import Producer
 from flask.testing import FlaskClient
 
 from dashboard.app import create_app
-from tests.conftest import free_port
+from infra.local.sandbox import free_port
+from infra.local.servers import ApiServer, basic_authorization
 from tests.dashboard.conftest import API_KEY
 from tests.dashboard.seed import BTC, SKL, Seeded
-from tests.support.servers import ApiServer, basic_authorization
 from tickflow.keys import ML_STATUS_KEY
 from tickflow.schemas import Tick
 from tickflow.settings import Settings

@@ -17,9 +17,9 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest, start_h
 from api.metrics import ApiMetrics
 from dashboard.health import HealthMonitor, format_duration, lag_card, latency_cards, parse_metrics
 from dashboard.source import TickflowApi
+from infra.local.sandbox import free_port
 from producers.metrics import TICKS_OUT
 from streaming_jobs.bars.metrics import FRESHNESS
-from tests.conftest import free_port
 from tickflow.keys import ML_STATUS_KEY
 from tickflow.latency import stage_histogram
 from tickflow.settings import Settings

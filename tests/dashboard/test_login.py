@@ -6,8 +6,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from infra.local.servers import DashboardServer
 from tests.dashboard.conftest import API_KEY
-from tests.support.servers import DashboardServer
 
 ROUTES = ("/", "/_dash-layout", "/_dash-dependencies")
 

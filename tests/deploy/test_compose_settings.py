@@ -30,7 +30,7 @@ REQUIRED_COMMANDS = [
     ("produce",),
     ("stream", "bars"),
     ("stream", "indicators"),
-    ("stream", "alerts"),
+    ("alerts",),
     ("api",),
     ("dashboard",),
     ("ml", "serve"),
@@ -125,9 +125,9 @@ def test_dashboard_health_panel_reads_every_metrics_endpoint(services: dict[str,
         (
             "topics",
             ["topics", "create"],
-            [("produce",), ("stream", "bars"), ("stream", "indicators"), ("stream", "alerts")],
+            [("produce",), ("stream", "bars"), ("stream", "indicators"), ("alerts",)],
         ),
-        ("migrate", ["db", "migrate"], [("stream", "bars"), ("stream", "alerts"), ("api",), ("ml", "serve")]),
+        ("migrate", ["db", "migrate"], [("stream", "bars"), ("alerts",), ("api",), ("ml", "serve")]),
     ],
 )
 def test_pipeline_services_wait_for_setup(

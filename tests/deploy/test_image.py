@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import start_http_server
 
-from tests.conftest import REPO_ROOT, free_port
+from infra.local.sandbox import free_port
+from tests.conftest import REPO_ROOT
 from tests.deploy.compose import DOCKERFILE
 
 DOCKER_DIR = REPO_ROOT / "infra" / "docker"

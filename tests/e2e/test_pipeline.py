@@ -13,12 +13,12 @@ import pytest
 from pyspark.sql import SparkSession
 from websockets.sync.client import connect
 
+from infra.local.servers import ApiServer
 from producers.replay import replay_file
 from streaming_jobs.bars.job import start_bar_job
 from streaming_jobs.indicators.formulas import compute_indicators
 from streaming_jobs.indicators.job import IndicatorBatchWriter, start_indicators
 from tests.conftest import COINBASE_HOUR_CSV
-from tests.support.servers import ApiServer
 from tickflow.settings import Settings
 
 pytestmark = pytest.mark.spark

@@ -14,8 +14,9 @@ import pytest
 from infra.local import stack as local_stack
 from infra.local.cluster import cluster_defaults, cluster_services
 from infra.local.process import pid_alive, read_pid
+from infra.local.sandbox import free_port, make_state_dir, stack_settings, with_topic_prefix
 from infra.topics import create_topics
-from tests.conftest import database, free_port, make_state_dir, stack_settings, with_topic_prefix
+from tests.conftest import database
 from tests.faults.support import Cluster, wait_until
 from tickflow.settings import Settings
 

@@ -64,6 +64,12 @@ def test_ohlcv_keeps_traded_prices_exactly_and_upserts(fresh_db: Settings) -> No
     assert first.microsecond == 281719
 
 
+def test_the_unread_hourly_view_is_dropped(fresh_db: Settings) -> None:
+    with psycopg2.connect(fresh_db.postgres_dsn) as conn, conn.cursor() as cur:
+        cur.execute("SELECT to_regclass('ohlcv_1h')")
+        assert cur.fetchone() == (None,)
+
+
 def test_rows_outside_the_yearly_partitions_land_in_default(fresh_db: Settings) -> None:
     with psycopg2.connect(fresh_db.postgres_dsn) as conn, conn.cursor() as cur:
         cur.execute(

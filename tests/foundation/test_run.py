@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 
 from infra.local.run import run_processes, taken_ports
-from tests.conftest import free_port, make_state_dir, stack_settings
+from infra.local.sandbox import free_port, make_state_dir, stack_settings
 
 
 def test_a_taken_port_is_named_before_anything_starts() -> None:

@@ -21,8 +21,8 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 
 from infra.local import stack as local_stack
 from infra.local.process import pid_alive
+from infra.local.sandbox import make_state_dir, stack_settings
 from infra.local.stack import State
-from tests.conftest import make_state_dir, stack_settings
 from tickflow import jvm
 from tickflow.settings import Settings
 

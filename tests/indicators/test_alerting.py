@@ -16,14 +16,14 @@ from confluent_kafka import Producer
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from streaming_jobs.alerting import outbox
-from streaming_jobs.alerting.record import Status
-from streaming_jobs.alerting.routing import Channel, Cooldown, route
-from streaming_jobs.alerting.service import Alerter, run_alerts
-from streaming_jobs.anomalies.model import Anomaly, AnomalyType, Severity
-from tests.conftest import free_port
+from alerting import outbox
+from alerting.record import Status
+from alerting.routing import Channel, Cooldown, route
+from alerting.service import Alerter, run_alerts
+from infra.local.sandbox import free_port
 from tests.indicators.receivers import Webhook, smtp_server, webhook
 from tests.streaming.support import topic_records
+from tickflow.anomaly import Anomaly, AnomalyType, Severity
 from tickflow.cli import app
 from tickflow.settings import Settings, get_settings
 

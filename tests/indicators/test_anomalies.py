@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from streaming_jobs.anomalies.features import bar_features
-from streaming_jobs.anomalies.model import Anomaly, AnomalyType, Severity
 from streaming_jobs.anomalies.rules import AnomalyRules, detect
 from streaming_jobs.indicators.formulas import compute_indicators
+from tickflow.anomaly import Anomaly, AnomalyType, Severity
 from tickflow.settings import Settings
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)

@@ -15,15 +15,16 @@ from confluent_kafka import Producer
 from pyspark.sql import SparkSession
 
 from streaming_jobs.anomalies.features import bar_features
-from streaming_jobs.anomalies.model import Anomaly
 from streaming_jobs.anomalies.rules import AnomalyRules, detect
-from streaming_jobs.bars.sinks.kafka import Record, bar_record
+from streaming_jobs.bars.sinks.kafka import bar_record
 from streaming_jobs.indicators.formulas import compute_indicators
 from streaming_jobs.indicators.job import IndicatorBatchWriter, start_indicators
 from tests.reference_bars import BAR_COLUMNS
 from tests.streaming.support import export_series, topic_records
 from tests.support.seed import insert_frame, transaction
+from tickflow.anomaly import Anomaly
 from tickflow.intervals import Interval
+from tickflow.kafka import Record
 from tickflow.keys import ANOMALIES_CHANNEL, indicators_channel, indicators_key
 from tickflow.schemas import INDICATOR_FIELDS, OHLCVBar
 from tickflow.settings import Settings

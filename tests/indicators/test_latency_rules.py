@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from streaming_jobs.anomalies.model import AnomalyType, Severity
 from streaming_jobs.anomalies.watchdog import FreshnessState
 from streaming_jobs.lag import spark_lag
+from tickflow.anomaly import AnomalyType, Severity
 from tickflow.latency import Stage, interval_seconds, latency_rules
 from tickflow.settings import Settings
 

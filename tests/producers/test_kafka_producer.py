@@ -6,8 +6,8 @@ from collections import defaultdict
 
 from prometheus_client import REGISTRY
 
+from infra.local.sandbox import free_port
 from producers.kafka_producer import TickProducer
-from tests.conftest import free_port
 from tests.producers.kafka_util import consume_all
 from tickflow.settings import Settings
 

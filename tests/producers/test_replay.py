@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from producers.dlq import DeadLetter
 from producers.replay import CsvColumns, detect_format, replay_file
 from tests.producers.captures import (
     BINANCE_FUTURES,
@@ -23,6 +22,7 @@ from tests.producers.captures import (
     binance_agg_trades,
 )
 from tests.producers.kafka_util import consume_all
+from tickflow.dead_letter import DeadLetter
 from tickflow.schemas import Tick
 from tickflow.settings import Settings
 

@@ -16,13 +16,13 @@ from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
-from producers.dlq import DeadLetter
 from producers.exchanges import EXCHANGES
 from producers.kafka_producer import TickProducer
 from producers.pipeline import TickPipeline, now_us
 from producers.trades import DlqReason, TradeFields
 from producers.validation import TickValidator
 from tests.producers.kafka_util import consume_all
+from tickflow.dead_letter import DeadLetter
 from tickflow.schemas import Tick, TickSource
 from tickflow.settings import Settings
 

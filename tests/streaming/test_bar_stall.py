@@ -17,10 +17,11 @@ import pytest
 import redis
 from confluent_kafka import Producer
 
-from streaming_jobs.anomalies.model import Anomaly
+from infra.local.sandbox import free_port
 from streaming_jobs.anomalies.watchdog import FreshnessWatchdog
-from tests.conftest import REPO_ROOT, free_port, isolated_settings
+from tests.conftest import REPO_ROOT, isolated_settings
 from tests.streaming.test_restart import TICKFLOW, child_env
+from tickflow.anomaly import Anomaly
 from tickflow.schemas import Tick
 from tickflow.settings import Settings
 

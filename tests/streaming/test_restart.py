@@ -18,9 +18,10 @@ import psycopg2
 import pytest
 from confluent_kafka.admin import AdminClient
 
+from infra.local.sandbox import free_port
 from infra.topics import create_topics
 from producers.replay import replay_file
-from tests.conftest import COINBASE_HOUR_CSV, REPO_ROOT, free_port
+from tests.conftest import COINBASE_HOUR_CSV, REPO_ROOT
 from tests.reference_bars import reference_bars
 from tests.streaming.support import assert_equal_to_reference, fetch_bars, topic_records
 from tickflow.settings import Settings

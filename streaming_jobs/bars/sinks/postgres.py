@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
 import psycopg2
@@ -14,6 +14,7 @@ import pyarrow.csv as pa_csv
 from psycopg2.extras import execute_values
 
 from streaming_jobs.bars.sinks.retry import Refused
+from tickflow.micros import EPOCH
 from tickflow.schemas import BAR_FIELDS, OHLCVBar
 
 _COLUMNS: Final = ", ".join(BAR_FIELDS)
@@ -48,7 +49,6 @@ TICK_DATA_COLUMNS: Final[tuple[str, ...]] = (
 _CREATE_TEMP_TICKS: Final = "CREATE TEMP TABLE _ticks (LIKE tick_data INCLUDING DEFAULTS) ON COMMIT DROP"
 _COPY_TICKS: Final = f"COPY _ticks ({', '.join(TICK_DATA_COLUMNS)}) FROM STDIN WITH (FORMAT csv)"
 _MERGE_TICKS: Final = "INSERT INTO tick_data SELECT * FROM _ticks ON CONFLICT DO NOTHING"
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class PostgresBarSink:
@@ -82,7 +82,7 @@ class PostgresBarSink:
                     execute_values(cur, UPSERT_BARS, rows, page_size=1000)
                 if watermark is None:
                     return []
-                cur.execute(FINALISE_BARS, {"watermark": watermark, "since": since or _EPOCH})
+                cur.execute(FINALISE_BARS, {"watermark": watermark, "since": since or EPOCH})
                 return [OHLCVBar(**dict(zip(BAR_FIELDS, row, strict=True))) for row in cur.fetchall()]
         except psycopg2.Error:
             self.close()

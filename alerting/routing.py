@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from streaming_jobs.anomalies.model import Anomaly, Severity
+from tickflow.anomaly import Anomaly, Severity
 from tickflow.settings import Settings
 
 

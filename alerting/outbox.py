@@ -20,9 +20,9 @@ from datetime import datetime
 
 import psycopg2.extensions
 
-from streaming_jobs.alerting.record import Status
-from streaming_jobs.alerting.routing import Channel
-from streaming_jobs.anomalies.model import Anomaly
+from alerting.record import Status
+from alerting.routing import Channel
+from tickflow.anomaly import Anomaly
 
 STALE_CLAIM_TIMEOUTS = 4
 """A claim this many attempt timeouts old belongs to an alert service that stopped while sending."""

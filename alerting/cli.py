@@ -1,4 +1,4 @@
-"""`tickflow stream alerts`: run the alert service on the anomalies topic."""
+"""`tickflow alerts`: run the alert service on the anomalies topic."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def alerts(
     """Alerts for the anomalies on the anomalies topic: Slack-compatible webhook and e-mail, routed by
     severity, one per (type, symbol) per `alert_cooldown_s`, recorded in the `alerts` table; an alert that
     could not be delivered stays there and is retried until `alert_max_age_s`, also after a restart."""
-    from streaming_jobs.alerting.service import run_alerts
+    from alerting.service import run_alerts
     from tickflow.settings import get_settings
 
     stop = threading.Event()

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from streaming_jobs.anomalies.model import Anomaly
+from tickflow.anomaly import Anomaly
 from tickflow.settings import Settings
 
 # httpx logs every request with its full URL at INFO; the webhook URL is a secret.

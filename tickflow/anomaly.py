@@ -1,4 +1,6 @@
-"""The anomaly record: one row of the ``anomalies`` table and the JSON on the ``anomalies`` topic."""
+"""The anomaly record (a cross-stage contract): one row of the ``anomalies`` table and the JSON on the
+``anomalies`` topic, written by the indicator job and the producers, read by alerting, the API and the
+dashboard."""
 
 from __future__ import annotations
 

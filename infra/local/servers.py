@@ -1,5 +1,6 @@
-"""Real Tickflow processes for tests: ``tickflow api`` and ``tickflow dashboard`` in a subprocess on a free
-port, with their settings passed as ``TICKFLOW_*`` variables and their output in a log file."""
+"""Real Tickflow processes for tests and benchmarks: ``tickflow api`` and ``tickflow dashboard`` in a
+subprocess on a free port, with their settings passed as ``TICKFLOW_*`` variables and their output in a log
+file."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import ClassVar, Self
 
 import httpx
 
-from tests.conftest import free_port
+from infra.local.sandbox import free_port
 from tickflow.settings import Settings, reveal
 
 TICKFLOW = Path(sys.executable).parent / "tickflow"

@@ -21,9 +21,8 @@ import pydantic
 import structlog
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 
-from producers.trades import raw_text
-from streaming_jobs.alerting import outbox
-from streaming_jobs.alerting.channels import (
+from alerting import outbox
+from alerting.channels import (
     DeliveryError,
     EmailSender,
     PermanentDeliveryError,
@@ -33,12 +32,12 @@ from streaming_jobs.alerting.channels import (
     render,
     secrets_of,
 )
-from streaming_jobs.alerting.record import Status, is_recorded, last_sent, record
-from streaming_jobs.alerting.routing import Channel, Cooldown, route
-from streaming_jobs.anomalies.model import Anomaly
-from streaming_jobs.bars.sinks.kafka import make_producer, produce_all
-from streaming_jobs.indicators.sinks import dead_letter_record
+from alerting.record import Status, is_recorded, last_sent, record
+from alerting.routing import Channel, Cooldown, route
+from tickflow.anomaly import Anomaly
 from tickflow.clients import postgres_dsn
+from tickflow.dead_letter import DeadLetter, raw_text
+from tickflow.kafka import make_producer, produce_all
 from tickflow.settings import Settings
 from tickflow.validity import DlqReason
 
@@ -176,7 +175,7 @@ def run_alerts(settings: Settings, stop: threading.Event, exit_when_idle_s: floa
             "fetch.wait.max.ms": 50,
         }
     )
-    dlq = make_producer(settings)
+    dlq = make_producer(settings, "tickflow-alerting")
     conn = psycopg2.connect(postgres_dsn(settings))
     handled = 0
     try:
@@ -216,17 +215,17 @@ def _handle_message(message: Message, alerter: Alerter, dlq: Producer, settings:
         anomaly = Anomaly.from_json(raw)
     except pydantic.ValidationError as exc:
         _, stamp_ms = message.timestamp()
-        record = dead_letter_record(
-            settings.topic_dlq,
-            stage="alerting",
-            reason=DlqReason.MALFORMED.value,
-            detail=f"not an anomaly record: {exc.errors(include_url=False)[:3]}",
-            raw=raw_text(raw),
-            source=(message.topic(), message.partition(), message.offset()),
+        letter = DeadLetter.of_record(
+            "alerting",
+            DlqReason.MALFORMED,
+            f"not an anomaly record: {exc.errors(include_url=False)[:3]}",
+            raw_text(raw),
+            topic=message.topic(),
+            partition=message.partition(),
+            offset=message.offset(),
             timestamp=datetime.fromtimestamp(stamp_ms / 1000, tz=UTC),
-            key=message.key(),
         )
-        produce_all(dlq, [record])
+        produce_all(dlq, [(settings.topic_dlq, message.key(), letter.to_wire())])
         log.warning("malformed anomaly sent to the dead-letter topic", offset=message.offset())
         return
     alerter.handle(anomaly)

@@ -9,8 +9,8 @@ from enum import StrEnum
 
 import psycopg2.extensions
 
-from streaming_jobs.alerting.routing import Channel
-from streaming_jobs.anomalies.model import Anomaly
+from alerting.routing import Channel
+from tickflow.anomaly import Anomaly
 
 
 class Status(StrEnum):
