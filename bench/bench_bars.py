@@ -7,7 +7,10 @@ It starts a throw-away local stack (broker, PostgreSQL, Redis, VictoriaMetrics) 
 1. Throughput: ``--ticks`` seeded synthetic ticks (``producers.synthetic``) are put on the tick topic; the
    job (warm JVM, ``spark_master`` from the settings, default ``local[2]``) processes them with
    ``availableNow`` twice: the whole application (bars + raw ticks into ``tick_data``) and bars only
-   (``stream_store_ticks`` off). ticks/s = ticks / wall time of the run.
+   (``stream_store_ticks`` off). ticks/s = ticks / wall time of the run. Profile steps take the plan
+   apart on the same ticks, one query alone each: JSON parse without checks (the floor of any plan that
+   parses JSON), parse + validity, the bars query without the ticks query beside it (the cost of the
+   second read of the topic).
 2. Ceiling: the same ticks aggregated into the same 1/5/15-minute bars by pandas in this one process, from
    the in-memory columns and from the JSON wire records (parse included).
 3. Freshness: the job runs continuously (``trigger_interval``, default 1 s) while ticks are produced live at
@@ -40,6 +43,7 @@ import orjson
 import pandas as pd
 import redis
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from infra.db.migrate import migrate
 from infra.local import stack as local_stack
@@ -50,7 +54,7 @@ from producers.synthetic import SyntheticConfig, SyntheticSource
 from streaming_jobs.bars.aggregate import compute_bars
 from streaming_jobs.bars.finality import delay_ms
 from streaming_jobs.bars.job import BARS_QUERY, start_bar_job
-from streaming_jobs.bars.parse import parse_ticks, valid_ticks
+from streaming_jobs.bars.parse import TICK_SCHEMA, parse_ticks, valid_ticks
 from streaming_jobs.bars.writer import BarBatchWriter
 from streaming_jobs.source import read_topic
 from streaming_jobs.spark_session import build_spark
@@ -124,22 +128,30 @@ def run_available_now(spark: SparkSession, settings: Settings) -> RunResult:
     return RunResult(sum(p["numInputRows"] for p in progress), wall, len(progress))
 
 
-def run_one_query(spark: SparkSession, settings: Settings, bars: bool) -> RunResult:
-    """Profile step: one query of the job alone over the tick topic (availableNow): the parse and validity
-    checks into a counting sink (``bars`` false), or the bars query with its sinks (``bars`` true)."""
-    parsed = parse_ticks(read_topic(spark, settings, settings.topic_ticks), settings.max_clock_skew_s)
-    if bars:
+def run_one_query(spark: SparkSession, settings: Settings, step: str) -> RunResult:
+    """Profile step: one query alone over the tick topic (availableNow) into a counting sink: ``json``
+    (``from_json`` of every record, no checks: the parse floor), ``parse`` (``parse_ticks``, valid ticks
+    only), or ``bars`` (the bars query with its sinks, no ticks query beside it)."""
+    raw = read_topic(spark, settings, settings.topic_ticks)
+    writer = None
+    if step == "json":
+        frame = raw.select(F.from_json(F.col("value").cast("string"), TICK_SCHEMA).alias("t")).select("t.*")
+        stream = frame.writeStream.foreachBatch(lambda batch, _: batch.count())
+    elif step == "parse":
+        frame = valid_ticks(parse_ticks(raw, settings.max_clock_skew_s))
+        stream = frame.writeStream.foreachBatch(lambda batch, _: batch.count())
+    else:
         frame = compute_bars(
-            valid_ticks(parsed), settings.interval_list, settings.watermark, delay_ms(settings.watermark)
+            valid_ticks(parse_ticks(raw, settings.max_clock_skew_s)),
+            settings.interval_list,
+            settings.watermark,
+            delay_ms(settings.watermark),
         )
         writer = BarBatchWriter(settings)
         stream = frame.writeStream.outputMode("update").foreachBatch(writer)
-    else:
-        writer = None
-        stream = parsed.where("reason IS NULL").writeStream.foreachBatch(lambda batch, _: batch.count())
     started = time.perf_counter()
     query = (
-        stream.option("checkpointLocation", str(settings.checkpoint_dir / ("bars" if bars else "parse")))
+        stream.option("checkpointLocation", str(settings.checkpoint_dir / step))
         .trigger(availableNow=True)
         .start()
     )
@@ -330,11 +342,9 @@ def main() -> None:
         produce(bars_env, trades)
         full = run_available_now(spark, full_env)
         bars_only = run_available_now(spark, bars_env)
-        parse_alone = run_one_query(
-            spark, with_topics(base, "parse-alone", topic_ticks=bars_env.topic_ticks), False
-        )
-        bars_alone = run_one_query(
-            spark, with_topics(base, "bars-alone", topic_ticks=bars_env.topic_ticks), True
+        json_alone, parse_alone, bars_alone = (
+            run_one_query(spark, with_topics(base, f"{step}-alone", topic_ticks=bars_env.topic_ticks), step)
+            for step in ("json", "parse", "bars")
         )
         aggregate_rate, parse_rate = ceiling(trades, intervals)
 
@@ -347,6 +357,7 @@ def main() -> None:
     print(f"\n== throughput: {args.ticks:,} synthetic ticks, {args.symbols} symbols, bars 1/5/15 min ==")
     print(f"produce to Kafka (one Python producer):         {produce_rate:>12,.0f} ticks/s")
     steps = (
+        ("profile: JSON parse alone, no checks (count sink)", json_alone),
         ("profile: parse + validity alone (count sink)", parse_alone),
         ("profile: bars query alone (no ticks query)", bars_alone),
         ("job, bars + tick_data", full),
