@@ -215,7 +215,7 @@ def _handle_message(message: Message, alerter: Alerter, dlq: Producer, settings:
         anomaly = Anomaly.from_json(raw)
     except pydantic.ValidationError as exc:
         _, stamp_ms = message.timestamp()
-        letter = DeadLetter.of_record(
+        letter = DeadLetter.of(
             "alerting",
             DlqReason.MALFORMED,
             f"not an anomaly record: {exc.errors(include_url=False)[:3]}",

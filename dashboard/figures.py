@@ -121,29 +121,37 @@ def _placeholder(fig: go.Figure, row: int, text: str) -> None:
     _note(fig, text, 0.5, 0.5, size=13, row=row)
 
 
+def _band(
+    fig: go.Figure,
+    x: pd.Series,
+    upper: pd.Series,
+    lower: pd.Series,
+    names: tuple[str, str],
+    group: str,
+    line: dict[str, Any],
+    fillcolor: str,
+    legend: bool = True,
+) -> None:
+    """A shaded band on the price panel: the ``upper`` edge, then the ``lower`` one filled up to it (prices);
+    ``names`` of the two traces, the lower one in the legend when ``legend``; ``group`` their legend group."""
+    edge = {"mode": "lines", "line": line, "legendgroup": group, "hoverinfo": "skip"}
+    fig.add_trace(go.Scatter(x=x, y=upper, name=names[0], showlegend=False, **edge), 1, 1)
+    fig.add_trace(
+        go.Scatter(
+            x=x, y=lower, name=names[1], fill="tonexty", fillcolor=fillcolor, showlegend=legend, **edge
+        ),
+        1,
+        1,
+    )
+
+
 def _price_panel(
     fig: go.Figure, x: pd.Series, bars: pd.DataFrame, ind: pd.DataFrame, period: pd.Timedelta
 ) -> None:
     if ind["bb_upper"].notna().any():
-        band = {
-            "mode": "lines",
-            "line": {"color": BANDS, "width": 1},
-            "legendgroup": "bb",
-            "hoverinfo": "skip",
-        }
-        fig.add_trace(go.Scatter(x=x, y=ind["bb_upper"], name="BB upper", showlegend=False, **band), 1, 1)
-        fig.add_trace(
-            go.Scatter(
-                x=x,
-                y=ind["bb_lower"],
-                name="Bollinger (20, 2)",
-                fill="tonexty",
-                fillcolor="rgba(91, 156, 246, 0.07)",
-                **band,
-            ),
-            1,
-            1,
-        )
+        bollinger = ("BB upper", "Bollinger (20, 2)")
+        line = {"color": BANDS, "width": 1}
+        _band(fig, x, ind["bb_upper"], ind["bb_lower"], bollinger, "bb", line, "rgba(91, 156, 246, 0.07)")
         fig.add_trace(
             go.Scatter(
                 x=x,
@@ -195,23 +203,9 @@ def _predictions(fig: go.Figure, predictions: pd.DataFrame, symbol: str) -> None
     if predictions.empty:
         return
     x = display_times(predictions["window_start"], symbol)
-    edge = {"mode": "lines", "line": {"width": 0}, "legendgroup": "prediction", "hoverinfo": "skip"}
-    fig.add_trace(
-        go.Scatter(x=x, y=predictions["upper"], name="Prediction upper", showlegend=False, **edge), 1, 1
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=x,
-            y=predictions["lower"],
-            name="Prediction band",
-            fill="tonexty",
-            fillcolor="rgba(199, 125, 255, 0.13)",
-            showlegend=False,
-            **edge,
-        ),
-        1,
-        1,
-    )
+    names = ("Prediction upper", "Prediction band")
+    fill = "rgba(199, 125, 255, 0.13)"
+    _band(fig, x, predictions["upper"], predictions["lower"], names, "prediction", {"width": 0}, fill, False)
     fig.add_trace(
         go.Scatter(
             x=x,

@@ -20,7 +20,7 @@ from producers.kafka_producer import TickProducer
 from producers.quality import QualityTracker
 from producers.trades import DlqReason, ParseResult, Rejection, TradeFields, raw_text
 from producers.validation import TickValidator
-from tickflow.dead_letter import DeadLetter
+from tickflow.dead_letter import PRODUCER_STAGE, DeadLetter
 from tickflow.latency import Stage, latency_rules
 from tickflow.schemas import TICK_SCHEMA_VERSION, TickSource
 from tickflow.settings import Settings
@@ -214,7 +214,8 @@ class TickPipeline:
                 self.quality.dead_letter(rejection.exchange, rejection.symbol, normalised)
         metrics.REJECTED.labels(self._source.value, self._exchange, rejection.reason.value).inc()
         if rejection.reason is not DlqReason.DUPLICATE:
-            record = DeadLetter.of_feed(
+            record = DeadLetter.of(
+                PRODUCER_STAGE,
                 rejection.reason,
                 rejection.detail,
                 rejection.raw,

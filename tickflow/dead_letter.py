@@ -85,59 +85,17 @@ class DeadLetter(BaseModel):
         return self
 
     @classmethod
-    def of_feed(
-        cls,
-        reason: DlqReason,
-        detail: str,
-        raw: str,
-        *,
-        source: TickSource,
-        exchange: str,
-        symbol: str | None,
-        received_at: int,
-    ) -> DeadLetter:
-        """The producer's record of input from an exchange feed (``received_at`` µs since the epoch)."""
-        return cls(
-            stage=PRODUCER_STAGE,
-            reason=reason,
-            detail=detail,
-            **_cut(raw),
-            symbol=symbol,
-            source=source,
-            exchange=exchange,
-            received_at=received_at,
-        )
-
-    @classmethod
-    def of_record(
-        cls,
-        stage: str,
-        reason: DlqReason | str,
-        detail: str,
-        raw: str,
-        *,
-        topic: str,
-        partition: int,
-        offset: int,
-        timestamp: datetime,
-        symbol: str | None = None,
-    ) -> DeadLetter:
-        """A stream stage's record of a rejected Kafka record (``timestamp`` its Kafka time stamp, UTC).
+    def of(cls, stage: str, reason: DlqReason | str, detail: str, raw: str, **origin: Any) -> DeadLetter:
+        """The record of input ``stage`` rejected, ``raw`` cut to ``MAX_RAW_CHARS``. ``origin``: the exchange
+        feed's ``source``, ``exchange``, ``received_at`` (the producer), or the Kafka record's ``topic``,
+        ``partition``, ``offset``, ``timestamp`` (the stream stages); ``symbol`` when known.
 
         Raises:
-            pydantic.ValidationError: ``reason`` is not a ``DlqReason`` value.
+            pydantic.ValidationError: ``reason`` is not a ``DlqReason`` value, ``origin`` names a field the
+                record does not have, or neither a complete feed nor a complete Kafka record.
         """
-        return cls(
-            stage=stage,
-            reason=reason,
-            detail=detail,
-            **_cut(raw),
-            symbol=symbol,
-            topic=topic,
-            partition=partition,
-            offset=offset,
-            timestamp=timestamp,
-        )
+        cut = {"raw": raw[:MAX_RAW_CHARS], "raw_truncated": len(raw) > MAX_RAW_CHARS}
+        return cls(stage=stage, reason=reason, detail=detail, **cut, **origin)
 
     def key(self) -> bytes | None:
         """The producer's Kafka key: the symbol when known, else the exchange (None for stream records,
@@ -157,7 +115,3 @@ class DeadLetter(BaseModel):
             pydantic.ValidationError: not a dead-letter record.
         """
         return cls.model_validate_json(value)
-
-
-def _cut(raw: str) -> dict[str, Any]:
-    return {"raw": raw[:MAX_RAW_CHARS], "raw_truncated": len(raw) > MAX_RAW_CHARS}

@@ -43,11 +43,6 @@ class Interval:
         return f"{self.minutes}min"
 
     @property
-    def spark_duration(self) -> str:
-        """Spark window duration: ``"5 minutes"``."""
-        return f"{self.minutes} minutes"
-
-    @property
     def micros(self) -> int:
         """Length in microseconds."""
         return self.minutes * 60_000_000

@@ -54,7 +54,7 @@ _ALWAYS = frozenset({"reason", "partition", "offset"})
 def dead_letter(row: dict[str, Any], dlq_topic: str) -> Record:
     """The dead-letter record (``tickflow.dead_letter.DeadLetter``, stage ``bars``) of a rejected tick
     record, keyed like the original; ``raw`` is the value as text, ``timestamp`` the record's."""
-    letter = DeadLetter.of_record(
+    letter = DeadLetter.of(
         DLQ_STAGE,
         row["reason"],
         row["detail"],

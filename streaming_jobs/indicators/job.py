@@ -308,7 +308,7 @@ def dead_letter(record: dict[str, Any], dlq_topic: str) -> Record:
     """The dead-letter record of a rejected bar record (a row of ``OUTPUT_SCHEMA`` with ``reason`` set),
     keyed by its symbol when it has one."""
     symbol = record["symbol"] if isinstance(record["symbol"], str) and record["symbol"] else None
-    letter = DeadLetter.of_record(
+    letter = DeadLetter.of(
         QUERY_NAME,
         record["reason"],
         record["detail"],

@@ -42,7 +42,8 @@ V1_STREAM = {
 
 
 def test_a_producer_record_round_trips_as_version_2() -> None:
-    letter = DeadLetter.of_feed(
+    letter = DeadLetter.of(
+        PRODUCER_STAGE,
         DlqReason.BAD_PRICE,
         "bad_price: price=-1.0",
         "x" * (MAX_RAW_CHARS + 5),
@@ -63,7 +64,7 @@ def test_a_producer_record_round_trips_as_version_2() -> None:
 
 
 def test_a_stream_record_round_trips_as_version_2() -> None:
-    letter = DeadLetter.of_record(
+    letter = DeadLetter.of(
         "indicators",
         "malformed",
         "unknown interval",
