@@ -57,7 +57,7 @@ class TickflowApi:
     def bars(self, symbol: str, interval: str, limit: int) -> Fetched:
         """The newest ``limit`` bars (at most 10,000) as a ``bars_frame``, oldest first."""
         params = {"interval": interval, "order": "desc", "limit": min(limit, MAX_PAGE)}
-        return self.http.get(self._url("/api/v1/aggregated", symbol), params, _items(bars_frame))
+        return self.http.get(self._url("/api/v1/bars", symbol), params, _items(bars_frame))
 
     def indicators(self, symbol: str, interval: str, start: datetime) -> Fetched:
         """Indicator rows of bars starting at or after ``start`` (UTC) as an ``indicators_frame``."""

@@ -158,6 +158,35 @@ def topics_create() -> None:
         typer.echo(f"{name:<28} {outcome:<8} partitions={partitions.get(name, '?')}")
 
 
+@topics_app.command("migrate")
+def topics_migrate(
+    delete_legacy: bool = typer.Option(
+        False, "--delete-legacy", help="Also delete the legacy `aggregated_data_*min` bar topics."
+    ),
+) -> None:
+    """Move bar names from before the one bar vocabulary: rename Redis `aggregated:{symbol}:{interval}` keys
+    to `bars:{symbol}:{interval}`, create the `bars_{interval}` topics, report (or delete) the legacy
+    `aggregated_data_{N}min` topics. Idempotent. Then run `tickflow stream reset indicators` once."""
+    from confluent_kafka import KafkaException
+    from redis import RedisError
+
+    from infra.migrate_names import migrate_bar_names
+
+    try:
+        result = migrate_bar_names(get_settings(), delete_legacy=delete_legacy)
+    except (KafkaException, RedisError) as exc:
+        typer.secho(f"migration failed: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"redis: {len(result.renamed_keys)} bar keys renamed, {len(result.dropped_keys)} superseded")
+    for name, outcome in result.created_topics.items():
+        typer.echo(f"topic {name:<28} {outcome}")
+    for old, new in result.legacy_topics.items():
+        state = "deleted" if old in result.deleted_topics else "left in place (--delete-legacy deletes it)"
+        typer.echo(f"legacy topic {old} -> {new}: {state}")
+    if result.legacy_topics:
+        typer.echo("next: `tickflow stream reset indicators` (its checkpoint names the legacy topics)")
+
+
 settings_app = typer.Typer(help="Show the effective settings.")
 
 

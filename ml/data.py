@@ -115,7 +115,7 @@ def load_bars(
 
     Args:
         symbol: normalised symbol, e.g. ``"BTC-USD"``.
-        interval: ``"1m"``, ``"5m"`` or ``"15m"`` (topic form ``"5min"`` also accepted).
+        interval: ``"1m"``, ``"5m"`` or ``"15m"`` (the legacy form ``"5min"`` also accepted).
         start, end: UTC bounds on ``window_start`` (datetime, pandas Timestamp or ISO string; naive = UTC);
             ``None`` leaves the side open.
         settings: where the database is (default: :func:`tickflow.settings.get_settings`).

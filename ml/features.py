@@ -5,8 +5,12 @@ rolling windows, no centring, no normalisation over the whole series), so a mode
 ``tests/ml/test_features.py`` checks this by perturbing future bars. The target is the next bar's simple
 return ``close[t+1] / close[t] - 1``; the implied next close is ``close[t] * (1 + return)``.
 
-Bars are first put on a gap-free grid of the interval (:func:`regularize`): a window without trades gets
-a bar at the previous close with zero volume, so "the next bar" is always ``window_start + interval``.
+Intervals without trades (no bar is stored for them) follow the ``bar_empty_interval`` setting shared
+with the indicators and anomaly features (``tickflow/bar_spec.py``), applied by :func:`regularize`:
+``fill_forward`` (default) puts the bars on a gap-free grid of the interval, a window without trades being a
+bar at the previous close with zero volume; ``skip`` keeps only the bars that exist, so a lag or window of
+*n* bars may span more than *n* intervals. Either way "the next bar" is the bar of ``window_start +
+interval``: under ``skip`` the target of a bar whose next interval is empty is unknown (NaN, unlabelled).
 
 Features (all unitless unless noted; prices relative to the bar's close so one model fits any price level):
 
@@ -34,6 +38,7 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
+from tickflow.bar_spec import EmptyIntervalPolicy, apply_empty_interval_policy
 from tickflow.intervals import Interval
 
 PRICE_LAGS: Final = (1, 2, 3, 5)
@@ -118,11 +123,24 @@ class Dataset:
         )
 
 
-def regularize(bars: pd.DataFrame, interval: Interval | str) -> pd.DataFrame:
-    """Bars on a gap-free grid of ``interval`` from the first to the last bar, indexed by window_start.
+def _policy(empty_interval: EmptyIntervalPolicy | None) -> EmptyIntervalPolicy:
+    """``empty_interval``, or the ``bar_empty_interval`` setting when ``None``."""
+    if empty_interval is not None:
+        return empty_interval
+    from tickflow.settings import get_settings
 
-    A missing window gets open = high = low = close = vwap = previous close and zero volume and trade
-    count. Only earlier rows are used to fill a gap (forward fill), so filling never looks ahead.
+    return get_settings().bar_empty_interval
+
+
+def regularize(
+    bars: pd.DataFrame, interval: Interval | str, empty_interval: EmptyIntervalPolicy | None = None
+) -> pd.DataFrame:
+    """Bars indexed by window_start, under the empty-interval policy (``None``: the
+    ``bar_empty_interval`` setting).
+
+    ``fill_forward``: a gap-free grid of ``interval`` from the first to the last bar; a missing window gets
+    open = high = low = close = vwap = previous close and zero volume and trade count. Only earlier rows
+    are used to fill a gap (forward fill), so filling never looks ahead. ``skip``: the bars as they are.
 
     Raises:
         ValueError: a required column is missing, or window_start values are duplicated or off the grid.
@@ -142,16 +160,8 @@ def regularize(bars: pd.DataFrame, interval: Interval | str) -> pd.DataFrame:
     step = pd.Timedelta(minutes=interval.minutes)
     if ((frame.index - frame.index[0]) % step != pd.Timedelta(0)).any():
         raise ValueError(f"window_start values are not aligned to the {interval.name} grid")
-    grid = pd.date_range(frame.index[0], frame.index[-1], freq=step, name="window_start")
-    frame = frame.reindex(grid.astype("datetime64[us, UTC]"))
-    close = frame["close"].astype("float64").ffill()
-    out = pd.DataFrame(index=frame.index)
-    for name in ("open", "high", "low", "vwap"):
-        out[name] = frame[name].astype("float64").fillna(close)
-    out["close"] = close
-    out["volume"] = frame["volume"].astype("float64").fillna(0.0)
-    out["trade_count"] = frame["trade_count"].astype("float64").fillna(0.0)
-    return out
+    frame = frame.loc[:, list(REQUIRED_BAR_COLUMNS[1:])].astype("float64")
+    return apply_empty_interval_policy(frame, step, _policy(empty_interval))
 
 
 def _indicator_features(close: pd.Series, indicators: pd.DataFrame | None) -> dict[str, pd.Series]:
@@ -170,14 +180,18 @@ def _indicator_features(close: pd.Series, indicators: pd.DataFrame | None) -> di
 
 
 def build_features(
-    bars: pd.DataFrame, interval: Interval | str, indicators: pd.DataFrame | None = None
+    bars: pd.DataFrame,
+    interval: Interval | str,
+    indicators: pd.DataFrame | None = None,
+    empty_interval: EmptyIntervalPolicy | None = None,
 ) -> pd.DataFrame:
-    """The feature matrix of ``bars`` (see the module docstring), one row per bar of the gap-free grid.
+    """The feature matrix of ``bars`` (see the module docstring), one row per bar of :func:`regularize`.
 
     Args:
         bars: rows of :func:`ml.data.load_bars` (any order; at least :data:`REQUIRED_BAR_COLUMNS`).
         interval: the bars' interval.
         indicators: rows of :func:`ml.data.load_indicators` for the same series, or ``None``.
+        empty_interval: the empty-interval policy; ``None``: the ``bar_empty_interval`` setting.
 
     Returns:
         Index ``window_start`` (``datetime64[us, UTC]``), columns :data:`FEATURE_COLUMNS` (float64).
@@ -185,7 +199,7 @@ def build_features(
     Raises:
         ValueError: see :func:`regularize`.
     """
-    return _grid_features(regularize(bars, interval), indicators)
+    return _grid_features(regularize(bars, interval, empty_interval), indicators)
 
 
 def _grid_features(grid: pd.DataFrame, indicators: pd.DataFrame | None) -> pd.DataFrame:
@@ -214,16 +228,24 @@ def _grid_features(grid: pd.DataFrame, indicators: pd.DataFrame | None) -> pd.Da
 
 
 def make_dataset(
-    bars: pd.DataFrame, interval: Interval | str, indicators: pd.DataFrame | None = None
+    bars: pd.DataFrame,
+    interval: Interval | str,
+    indicators: pd.DataFrame | None = None,
+    empty_interval: EmptyIntervalPolicy | None = None,
 ) -> Dataset:
     """Features plus the next-bar target of ``bars`` (arguments as in :func:`build_features`).
+
+    The target of bar ``t`` is the return to the bar of ``t + interval``; NaN when that bar is not known
+    (the newest bar, or under ``skip`` an empty next interval).
 
     Raises:
         ValueError: see :func:`regularize`.
     """
     interval = Interval.parse(interval) if isinstance(interval, str) else interval
-    grid = regularize(bars, interval)
+    grid = regularize(bars, interval, empty_interval)
     features = _grid_features(grid, indicators)
     close = grid["close"]
-    target = close.shift(-1) / close - 1.0
+    step = pd.Timedelta(minutes=interval.minutes)
+    next_close = close.reindex(close.index + step).to_numpy()
+    target = next_close / close - 1.0
     return Dataset(features, close.rename("close"), target.rename("target_return"), interval)

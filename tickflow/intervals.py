@@ -1,4 +1,5 @@
-"""Bar intervals: one name set for the API (``1m``), the Kafka topics (``1min``) and Spark (``1 minute``)."""
+"""Bar intervals: one spelling (``1m``, ``5m``, ``15m``, ``1h``, ``1d``) for the API, tables, Redis keys and
+Kafka topic names (``bars_1m``); Spark durations (``1 minute``) are derived."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ class Interval:
 
     @classmethod
     def parse(cls, name: str) -> Interval:
-        """``"1m"``, ``"5m"``, ``"15m"``, ``"1h"``... or the topic form ``"5min"``.
+        """``"1m"``, ``"5m"``, ``"15m"``, ``"1h"``... or the legacy topic form ``"5min"`` (read when
+        migrating ``aggregated_data_5min`` topic names).
 
         Raises:
             ValueError: for an unknown interval name.
@@ -39,7 +41,12 @@ class Interval:
 
     @property
     def topic_suffix(self) -> str:
-        """Kafka topic suffix: ``1min``, ``5min``, ``15min``."""
+        """Kafka topic suffix: the name, ``1m``, ``5m``, ``15m``, ``1h``."""
+        return self.name
+
+    @property
+    def legacy_topic_suffix(self) -> str:
+        """Suffix of the bar topics before the one bar vocabulary: ``1min``, ``60min``."""
         return f"{self.minutes}min"
 
     @property

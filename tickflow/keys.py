@@ -1,11 +1,27 @@
-"""Redis key and pub/sub channel names shared by the writers (streaming jobs) and readers (API, dashboard)."""
+"""Redis key and pub/sub channel names shared by the writers (streaming jobs) and readers (API, dashboard).
+
+One bar vocabulary (issue 17): a bar is ``bars`` in Kafka topic names (``bars_1m``), Redis keys
+(``bars:BTC-USD:1m``), pub/sub channels (``bars:BTC-USD``) and the REST endpoint (``/api/v1/bars/{symbol}``),
+``ohlcv`` as a table; intervals are spelt ``1m``, ``5m``, ``15m``, ``1h``, ``1d`` everywhere. Names used
+before (``aggregated:{symbol}:{interval}`` keys, ``aggregated_data_{N}min`` topics) are renamed by
+``tickflow topics migrate`` (``infra/migrate_names.py``).
+"""
 
 from __future__ import annotations
 
+from typing import Final
+
+BAR_KEY_PREFIX: Final = "bars:"
+"""Prefix of the latest-bar keys ``bars:{symbol}:{interval}`` (a key space apart from the channels)."""
+BAR_KEY_PATTERN: Final = f"{BAR_KEY_PREFIX}*:*"
+"""``SCAN`` pattern of every latest-bar key."""
+LEGACY_BAR_KEY_PREFIX: Final = "aggregated:"
+"""Prefix of the latest-bar keys before the one bar vocabulary; renamed by ``tickflow topics migrate``."""
+
 
 def bar_key(symbol: str, interval: str) -> str:
-    """Latest bar of ``symbol``/``interval`` (JSON ``OHLCVBar``), e.g. ``aggregated:BTC-USD:1m``."""
-    return f"aggregated:{symbol}:{interval}"
+    """Latest bar of ``symbol``/``interval`` (JSON ``OHLCVBar``), e.g. ``bars:BTC-USD:1m``."""
+    return f"{BAR_KEY_PREFIX}{symbol}:{interval}"
 
 
 def latest_price_key(symbol: str) -> str:

@@ -16,20 +16,23 @@ Tick wire format (Kafka value on ``tick_data``, key = normalised symbol, UTF-8 J
 - ``source``: ``live``, ``backfill``, ``replay`` or ``synthetic``.
 
 The bar (``OHLCVBar``) is the row of the ``ohlcv`` table and the JSON published to Redis and the
-``aggregated_data_*`` topics; its timestamps are UTC with microsecond resolution. ``INDICATOR_FIELDS`` name
-the indicator columns of a bar's row in the ``indicators`` table.
+``bars_*`` topics (``bars_1m``...); its timestamps are UTC with microsecond resolution. ``INDICATOR_FIELDS``
+name the indicator columns of a bar's row in the ``indicators`` table.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tickflow.intervals import Interval
 
 TICK_SCHEMA_VERSION: Final = 1
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Side(StrEnum):
@@ -108,7 +111,17 @@ class OHLCVBar(BaseModel):
     partition and offset), ``high``/``low`` the extreme traded prices, all in quote currency and equal to
     traded prices. ``volume`` is the sum of sizes (base units), ``quote_volume`` the sum of price*size
     (quote currency), ``vwap = quote_volume / volume``. ``is_final`` turns true once the watermark has
-    passed ``window_end``; until then a late tick may still revise the bar.
+    passed ``window_end``; until then a late tick may still revise the bar. The window closure and the
+    timestamp that names a bar (``window_start``) are the settings of ``tickflow/bar_spec.py``.
+
+    Invariants (checked on construction and parsing; ``pydantic.ValidationError`` names the broken one):
+
+    - ``interval`` is a known interval name and ``window_end - window_start`` equals it;
+    - ``window_start`` is aligned to the interval (a multiple of it since the Unix epoch, UTC);
+    - ``low <= open <= high``, ``low <= close <= high`` and ``low > 0`` (prices are traded prices);
+    - ``low <= vwap <= high`` up to a relative rounding error of 1e-9 (a mean of traded prices);
+    - ``volume > 0``, ``quote_volume > 0``, ``trade_count >= 1`` (an interval without trades has no bar);
+    - ``window_start <= first_trade_time <= last_trade_time < window_end`` (left-closed windows).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -129,6 +142,43 @@ class OHLCVBar(BaseModel):
     last_trade_time: datetime
     is_final: bool = False
     updated_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _invariants(self) -> OHLCVBar:
+        """The invariants of the class docstring.
+
+        Raises:
+            ValueError: naming the first broken invariant and the values.
+        """
+        interval = Interval.parse(self.interval)
+        length = self.window_end - self.window_start
+        if length != timedelta(microseconds=interval.micros):
+            raise ValueError(
+                f"window_end - window_start = {length} but interval {self.interval} is {interval.minutes} min"
+            )
+        start = self.window_start if self.window_start.tzinfo else self.window_start.replace(tzinfo=UTC)
+        since_epoch = (start - _EPOCH) // timedelta(microseconds=1)
+        if since_epoch % interval.micros:
+            raise ValueError(f"window_start {self.window_start} is not aligned to the {self.interval} grid")
+        if not 0 < self.low <= min(self.open, self.close) or max(self.open, self.close) > self.high:
+            raise ValueError(
+                f"prices break 0 < low <= open, close <= high: open={self.open} high={self.high} "
+                f"low={self.low} close={self.close}"
+            )
+        slack = 1e-9 * self.high
+        if not self.low - slack <= self.vwap <= self.high + slack:
+            raise ValueError(f"vwap {self.vwap} is outside [low, high] = [{self.low}, {self.high}]")
+        if self.volume <= 0 or self.quote_volume <= 0 or self.trade_count < 1:
+            raise ValueError(
+                f"a bar needs trades: volume={self.volume} quote_volume={self.quote_volume} "
+                f"trade_count={self.trade_count}"
+            )
+        if not self.window_start <= self.first_trade_time <= self.last_trade_time < self.window_end:
+            raise ValueError(
+                f"trade times break window_start <= first_trade_time <= last_trade_time < window_end: "
+                f"{self.window_start}, {self.first_trade_time}, {self.last_trade_time}, {self.window_end}"
+            )
+        return self
 
     def to_json(self) -> bytes:
         """UTF-8 JSON with ISO-8601 UTC timestamps."""

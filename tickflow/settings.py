@@ -19,6 +19,15 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from tickflow.bar_spec import (
+    BAR_TIMESTAMPS,
+    DEFAULT_EMPTY_INTERVAL,
+    WINDOW_CLOSURES,
+    BarTimestamp,
+    EmptyIntervalPolicy,
+    WindowClosure,
+    check_supported,
+)
 from tickflow.intervals import Interval
 from tickflow.profile import ProfileSettingsSource
 
@@ -96,7 +105,7 @@ class Settings(BaseSettings):
     topic_ticks: str = Field("tick_data", description="Topic of validated ticks (key = symbol).")
     topic_dlq: str = Field("tick_data.dlq", description="Dead-letter topic for rejected input.")
     topic_bars_prefix: str = Field(
-        "aggregated_data_", description="Bar topics are this prefix + `1min`, `5min`, `15min`."
+        "bars_", description="Bar topics are this prefix + the interval: `bars_1m`, `bars_5m`, `bars_15m`."
     )
     topic_anomalies: str = Field("anomalies", description="Topic of detected anomalies.")
 
@@ -141,7 +150,7 @@ class Settings(BaseSettings):
 
     # --- Redis ---------------------------------------------------------------------------------------
     redis_url: str = Field("redis://127.0.0.1:16379/0", description="Redis URL (latest values, pub/sub).")
-    redis_bar_ttl_s: int = Field(300, description="TTL of `aggregated:{symbol}:{interval}` keys (s).")
+    redis_bar_ttl_s: int = Field(300, description="TTL of `bars:{symbol}:{interval}` keys (s).")
     redis_price_ttl_s: int = Field(60, description="TTL of `latest_price:{symbol}` keys (s).")
 
     # --- InfluxDB (local: VictoriaMetrics' InfluxDB write endpoint) --------------------------------------
@@ -168,6 +177,25 @@ class Settings(BaseSettings):
         True, description="Accept symbols outside `symbols` when they match `symbol_pattern`."
     )
     intervals: CsvList = Field(["1m", "5m", "15m"], description="Bar intervals computed and served.")
+
+    # --- bar semantics (tickflow/bar_spec.py; as nautilus_trader's bar specification) ------------------
+    bar_window_closure: WindowClosure = Field(
+        "left",
+        description="Closed end of a bar's interval: `left` = `[window_start, window_end)`, a tick at the "
+        "boundary starts the next bar (Spark tumbling windows; nautilus_trader's default is the opposite, "
+        "`(start, end]`). Only `left` is supported.",
+    )
+    bar_timestamp: BarTimestamp = Field(
+        "window_start",
+        description="Instant that names a bar: `window_start` (the `ohlcv` key, REST cursor, JSON; the bar "
+        "also carries `window_end`). Only `window_start` is supported.",
+    )
+    bar_empty_interval: EmptyIntervalPolicy = Field(
+        DEFAULT_EMPTY_INTERVAL,
+        description="What indicators, anomaly features and ML do with an interval without trades (the bar "
+        "job stores no bar for it): `fill_forward` computes over a gap-free grid, an empty interval a flat "
+        "bar at the previous close with zero volume; `skip` computes over the bars that exist.",
+    )
 
     # --- Spark streaming --------------------------------------------------------------------------------
     spark_master: str = Field("local[2]", description="Spark master URL.")
@@ -462,6 +490,18 @@ class Settings(BaseSettings):
             Interval.parse(name)
         return value
 
+    @field_validator("bar_window_closure", mode="before")
+    @classmethod
+    def _supported_closure(cls, value: object) -> object:
+        reason = "the bar job computes Spark tumbling windows [start, end)"
+        return check_supported("bar_window_closure", str(value), WINDOW_CLOSURES, reason)
+
+    @field_validator("bar_timestamp", mode="before")
+    @classmethod
+    def _supported_timestamp(cls, value: object) -> object:
+        reason = "bars are keyed by (symbol, interval, window_start) in ohlcv, Redis and the REST cursors"
+        return check_supported("bar_timestamp", str(value), BAR_TIMESTAMPS, reason)
+
     # --- derived -----------------------------------------------------------------------------------
     @property
     def interval_list(self) -> list[Interval]:
@@ -469,7 +509,7 @@ class Settings(BaseSettings):
         return [Interval.parse(name) for name in self.intervals]
 
     def bar_topic(self, interval: Interval) -> str:
-        """Kafka topic of the bars of ``interval``, e.g. ``aggregated_data_1min``."""
+        """Kafka topic of the bars of ``interval``, e.g. ``bars_1m``."""
         return f"{self.topic_bars_prefix}{interval.topic_suffix}"
 
     def all_topics(self) -> list[str]:

@@ -83,17 +83,35 @@ async def ticks(
     return TickPage.model_validate({"symbol": symbol, "items": rows, "next_cursor": cursor})
 
 
-@router.get("/aggregated/{symbol}", response_model=BarPage, responses=NOT_FOUND)
-async def aggregated(
+@router.get("/bars/{symbol}", response_model=BarPage, responses=NOT_FOUND)
+async def bars(
     symbol: Symbol,
     interval: Interval,
     resources: ResourcesDep,
     window: Annotated[Window, Depends(oldest_first)],
 ) -> BarPage:
     """OHLCV/VWAP bars with `start <= window_start < end`; the latest bar (and its latest revision) comes
-    from the API's memory (its pub/sub feed) or Redis `aggregated:{symbol}:{interval}`, the rest from
+    from the API's memory (its pub/sub feed) or Redis `bars:{symbol}:{interval}`, the rest from
     PostgreSQL `ohlcv`."""
     return await _series_page(BarPage, BARS, OHLCVBar, bar_key, symbol, interval, resources, window, "bar")
+
+
+@router.get(
+    "/aggregated/{symbol}",
+    response_model=BarPage,
+    responses=NOT_FOUND,
+    deprecated=True,
+    summary="Bars (alias of /bars/{symbol})",
+)
+async def aggregated(
+    symbol: Symbol,
+    interval: Interval,
+    resources: ResourcesDep,
+    window: Annotated[Window, Depends(oldest_first)],
+) -> BarPage:
+    """The same as `GET /api/v1/bars/{symbol}`: kept for clients written against the name used before the
+    one bar vocabulary (issue 17); new clients use `/bars`."""
+    return await bars(symbol, interval, resources, window)
 
 
 @router.get("/indicators/{symbol}", response_model=IndicatorPage, responses=NOT_FOUND)

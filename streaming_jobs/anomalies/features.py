@@ -26,7 +26,8 @@ def bar_features(bars: pd.DataFrame, volume_window: int, zscore_window: int) -> 
 
     Args:
         bars: columns ``high``, ``low``, ``close`` (quote currency) and ``volume`` (base units), one row a
-            bar, oldest first, consecutive bars of the stream (gaps without trades have no row).
+            bar, oldest first: the bars of the stream under the ``bar_empty_interval`` policy
+            (``tickflow/bar_spec.py``; ``fill_forward``: an empty interval is a flat bar of zero volume).
         volume_window: bars in the rolling mean of volume (the current bar excluded).
         zscore_window: returns in the rolling mean and standard deviation (ddof=1) of the z-score (the
             current return excluded).

@@ -7,7 +7,7 @@ outside it, as a thread of the indicator job (which has every anomaly sink at ha
 
 - the newest tick: the highest Kafka append time (``LogAppendTime``) on ``topic_ticks``, read by a consumer
   without a group that follows the end of the topic;
-- the newest bar revision: the highest ``updated_at`` (the micro-batch time) of the ``aggregated:*`` bars in
+- the newest bar revision: the highest ``updated_at`` (the micro-batch time) of the ``bars:*:*`` bars in
   Redis.
 
 ``lag = newest tick - bar progress`` (s), where the bar progress is the newest revision's ``updated_at`` or,
@@ -50,6 +50,7 @@ from streaming_jobs.anomalies.sinks import anomaly_records, publish_anomalies, u
 from tickflow import clients
 from tickflow.anomaly import Anomaly, AnomalyType, Severity
 from tickflow.kafka import make_producer, produce_all
+from tickflow.keys import BAR_KEY_PATTERN
 from tickflow.latency import LATENCY_MEASUREMENT, LatencyRule, Stage, latency_rules
 from tickflow.settings import Settings, reveal
 
@@ -60,7 +61,7 @@ LAG: Final = Gauge(
     "Bar-freshness watchdog: newest tick's Kafka append time minus the newest visible bar revision (s).",
 )
 ARMED: Final = Gauge("tickflow_bar_freshness_watchdog_armed", "1 once the watchdog has seen a fresh bar.")
-BAR_KEYS: Final = "aggregated:*"
+BAR_KEYS: Final = BAR_KEY_PATTERN
 
 
 @dataclass

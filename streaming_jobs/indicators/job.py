@@ -1,6 +1,6 @@
 """The indicator job: bar revisions from Kafka -> per-(symbol, interval) state -> indicators and anomalies.
 
-Plan: the ``aggregated_data_{1min,5min,15min}`` topics (one Kafka source each, unioned) -> :func:`parse_bars`
+Plan: the ``bars_{1m,5m,15m}`` topics (one Kafka source each, unioned) -> :func:`parse_bars`
 -> ``groupBy(symbol, interval).applyInPandasWithState(UpdateIndicators)`` -> ``foreachBatch``
 (:class:`IndicatorBatchWriter`). The state function keeps each key's bar history (Spark checkpoints it;
 a key without state is warmed up from PostgreSQL ``ohlcv``), and emits the indicator row of every new or
@@ -72,7 +72,9 @@ from streaming_jobs.lag import GroupLagMonitor
 from streaming_jobs.source import read_topic
 from streaming_jobs.spark_session import build_spark
 from tickflow import clients
+from tickflow.bar_spec import EmptyIntervalPolicy
 from tickflow.dead_letter import DeadLetter
+from tickflow.intervals import Interval
 from tickflow.kafka import Record, make_producer, produce_all
 from tickflow.micros import from_micros
 from tickflow.settings import Settings, reveal
@@ -110,6 +112,7 @@ class UpdateIndicators:
     history_bars: int
     volume_window: int
     zscore_window: int
+    empty_interval: EmptyIntervalPolicy
 
     def __call__(
         self, key: tuple[str | None, str | None], batches: Iterator[pd.DataFrame], state: GroupState
@@ -136,6 +139,8 @@ class UpdateIndicators:
             history_bars=self.history_bars,
             volume_window=self.volume_window,
             zscore_window=self.zscore_window,
+            interval_us=Interval.parse(str(interval)).micros,
+            empty_interval=self.empty_interval,
         )
         state.update(history_to_state(step.history))
         latency_ms = (latest["visible_us"] - latest["receipt_us"]) / 1000.0
@@ -163,6 +168,7 @@ def indicator_rows(spark: SparkSession, settings: Settings) -> DataFrame:
         ),
         volume_window=settings.anomaly_volume_window,
         zscore_window=settings.anomaly_zscore_window,
+        empty_interval=settings.bar_empty_interval,
     )
     return (
         parse_bars(raw)

@@ -1,4 +1,5 @@
-"""Bar records from the ``aggregated_data_*`` topics: the explicit Spark schema and the validity checks.
+"""Bar records from the ``bars_*`` topics (``bars_1m``, ``bars_5m``...): the explicit Spark schema and the
+validity checks.
 
 The bar job publishes every revision of a bar as ``tickflow.schemas.OHLCVBar`` JSON (key = symbol). The
 schema is built from ``OHLCVBar``'s fields, plus ``last_receipt_time`` (when the bar record carries it:

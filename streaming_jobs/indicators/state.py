@@ -7,6 +7,11 @@ history, and emits a row for every bar from the earliest changed one on: a revis
 row and every later row its value feeds into. Because the history holds ``HISTORY_BARS`` bars, the
 values equal a batch run over all bars of the key (see :data:`formulas.HISTORY_BARS`).
 
+Intervals without trades (no bar) are handled by the ``bar_empty_interval`` policy shared with ML
+(:func:`tickflow.bar_spec.apply_empty_interval_policy`): under ``fill_forward`` the indicators and features
+are computed over a gap-free grid where an empty interval is a flat bar at the previous close with zero
+volume; under ``skip`` over the bars that exist. Rows are emitted for existing bars only.
+
 Pure pandas, no Spark: the job's state function and the tests both call :func:`advance`.
 """
 
@@ -20,6 +25,7 @@ import pyarrow as pa
 
 from streaming_jobs.anomalies.features import FEATURE_COLUMNS, bar_features
 from streaming_jobs.indicators.formulas import compute_indicators
+from tickflow.bar_spec import DEFAULT_EMPTY_INTERVAL, EmptyIntervalPolicy, apply_empty_interval_policy
 from tickflow.schemas import INDICATOR_FIELDS
 
 HISTORY_FIELDS: Final[tuple[str, ...]] = ("window_start", "high", "low", "close", "volume")
@@ -81,6 +87,8 @@ def advance(
     history_bars: int,
     volume_window: int,
     zscore_window: int,
+    interval_us: int | None = None,
+    empty_interval: EmptyIntervalPolicy = DEFAULT_EMPTY_INTERVAL,
 ) -> Step:
     """Merge new or revised ``bars`` of one key into ``history`` and compute the rows they change.
 
@@ -91,13 +99,17 @@ def advance(
         history_bars: bars kept in the returned history.
         volume_window: see :func:`bar_features`.
         zscore_window: see :func:`bar_features`.
+        interval_us: the key's interval (µs); needed by ``fill_forward``.
+        empty_interval: the ``bar_empty_interval`` setting (see the module docstring).
 
     Returns:
         The new history and the rows of all bars with ``window_start`` >= the earliest bar in ``bars``.
-        A bar older than the kept history still gets its row, computed from the bars around it.
+        A bar older than the kept history still gets its row, computed from the bars around it. Filled
+        (empty) intervals get no row.
 
     Raises:
-        ValueError: ``bars`` is empty, repeats a window, or has a non-finite close.
+        ValueError: ``bars`` is empty, repeats a window, or has a non-finite close; ``fill_forward``
+            without ``interval_us``.
     """
     if bars.empty:
         raise ValueError("advance() needs at least one bar")
@@ -106,9 +118,15 @@ def advance(
     incoming = bars[list(HISTORY_FIELDS)].astype(HISTORY_DTYPES)
     kept = history[~history["window_start"].isin(incoming["window_start"])]
     merged = pd.concat([kept, incoming], ignore_index=True).sort_values("window_start", ignore_index=True)
-    indicators = compute_indicators(merged["close"])
-    features = bar_features(merged, volume_window=volume_window, zscore_window=zscore_window)
-    table = pd.concat([merged[["window_start", "close"]], indicators, features], axis=1)
-    changed = table["window_start"] >= incoming["window_start"].min()
+    if empty_interval == "fill_forward" and interval_us is None:
+        raise ValueError("bar_empty_interval=fill_forward needs the interval (interval_us)")
+    grid = apply_empty_interval_policy(
+        merged.set_index("window_start"), interval_us or 1, empty_interval
+    ).reset_index()
+    indicators = compute_indicators(grid["close"])
+    features = bar_features(grid, volume_window=volume_window, zscore_window=zscore_window)
+    table = pd.concat([grid[["window_start", "close"]], indicators, features], axis=1)
+    is_bar = table["window_start"].isin(merged["window_start"])
+    changed = is_bar & (table["window_start"] >= incoming["window_start"].min())
     rows = table.loc[changed, list(ROW_COLUMNS)].reset_index(drop=True)
     return Step(history=merged.tail(history_bars).reset_index(drop=True), rows=rows)

@@ -27,6 +27,7 @@ def test_generated_requests_get_no_server_error(api_server: ApiServer) -> None:
         "/api/v1/symbols",
         "/api/v1/latest/{symbol}",
         "/api/v1/ticks/{symbol}",
+        "/api/v1/bars/{symbol}",
         "/api/v1/aggregated/{symbol}",
         "/api/v1/indicators/{symbol}",
         "/api/v1/anomalies",

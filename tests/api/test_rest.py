@@ -93,7 +93,7 @@ def test_latest_of_a_listed_symbol_without_data_is_404(client: httpx.Client) -> 
     [
         "/api/v1/latest/NOPE-USD",
         "/api/v1/ticks/NOPE-USD",
-        "/api/v1/aggregated/NOPE-USD",
+        "/api/v1/bars/NOPE-USD",
         "/api/v1/indicators/NOPE-USD",
         "/api/v1/predictions/NOPE-USD",
         "/api/v1/anomalies?symbol=NOPE-USD",
@@ -136,8 +136,8 @@ def test_ticks_time_range_is_half_open_and_descending_order_works(
 
 
 @pytest.mark.parametrize("interval", ["1m", "5m", "15m"])
-def test_aggregated_equals_reference_bars(client: httpx.Client, seeded: Seeded, interval: str) -> None:
-    items = get_all(client, f"/api/v1/aggregated/{SYMBOL}", interval=interval, limit=7)
+def test_bars_equal_reference_bars(client: httpx.Client, seeded: Seeded, interval: str) -> None:
+    items = get_all(client, f"/api/v1/bars/{SYMBOL}", interval=interval, limit=7)
     reference = seeded.bars[interval]
     assert len(items) == len(reference)
     for item, (_, ref) in zip(items, reference.iterrows(), strict=True):
@@ -148,14 +148,23 @@ def test_aggregated_equals_reference_bars(client: httpx.Client, seeded: Seeded, 
             assert math.isclose(item[field], ref[field], rel_tol=1e-12), (field, item, ref)
 
 
-def test_aggregated_latest_bar_revision_comes_from_redis(client: httpx.Client, seeded: Seeded) -> None:
+def test_bars_latest_bar_revision_comes_from_redis(client: httpx.Client, seeded: Seeded) -> None:
     """PostgreSQL holds an early revision of the last 1m bar; the API serves Redis's newer one."""
-    page = client.get(f"/api/v1/aggregated/{SYMBOL}", params={"interval": "1m", "order": "desc", "limit": 1})
+    page = client.get(f"/api/v1/bars/{SYMBOL}", params={"interval": "1m", "order": "desc", "limit": 1})
     last = page.json()["items"][0]
     reference = seeded.bars["1m"].iloc[-1]
     assert last["trade_count"] == reference["trade_count"]
     assert last["is_final"] is True
     assert page.json()["next_cursor"] is not None
+
+
+def test_aggregated_is_an_alias_of_bars(client: httpx.Client, seeded: Seeded) -> None:
+    """`/aggregated/{symbol}` (the name before the one bar vocabulary) serves exactly what `/bars` does."""
+    params = {"interval": "5m", "limit": 3}
+    alias = client.get(f"/api/v1/aggregated/{SYMBOL}", params=params)
+    assert alias.status_code == 200
+    assert alias.json() == client.get(f"/api/v1/bars/{SYMBOL}", params=params).json()
+    assert len(alias.json()["items"]) == 3
 
 
 def test_indicators_merge_postgres_history_with_the_latest_row_in_redis(
@@ -191,7 +200,7 @@ def test_predictions_newest_first_with_the_newest_from_redis(client: httpx.Clien
 
 
 def test_unlisted_symbol_with_stored_bars_is_served(client: httpx.Client) -> None:
-    page = client.get(f"/api/v1/aggregated/{UNLISTED}", params={"interval": "1m"}).json()
+    page = client.get(f"/api/v1/bars/{UNLISTED}", params={"interval": "1m"}).json()
     assert len(page["items"]) == 5
     assert client.get(f"/api/v1/ticks/{UNLISTED}").json()["items"] == []
 
@@ -199,10 +208,10 @@ def test_unlisted_symbol_with_stored_bars_is_served(client: httpx.Client) -> Non
 @pytest.mark.parametrize(
     ("path", "params", "loc"),
     [
-        (f"/api/v1/aggregated/{SYMBOL}", {"interval": "2m"}, "interval"),
-        (f"/api/v1/aggregated/{SYMBOL}", {"limit": 0}, "limit"),
-        (f"/api/v1/aggregated/{SYMBOL}", {"limit": 10_001}, "limit"),
-        (f"/api/v1/aggregated/{SYMBOL}", {"order": "sideways"}, "order"),
+        (f"/api/v1/bars/{SYMBOL}", {"interval": "2m"}, "interval"),
+        (f"/api/v1/bars/{SYMBOL}", {"limit": 0}, "limit"),
+        (f"/api/v1/bars/{SYMBOL}", {"limit": 10_001}, "limit"),
+        (f"/api/v1/bars/{SYMBOL}", {"order": "sideways"}, "order"),
         (f"/api/v1/ticks/{SYMBOL}", {"start": "yesterday"}, "start"),
         (f"/api/v1/ticks/{SYMBOL}", {"start": "2023-09-05T17:00:00Z", "end": "2023-09-05T16:00:00Z"}, "end"),
         (f"/api/v1/ticks/{SYMBOL}", {"cursor": "not-a-cursor"}, "cursor"),
@@ -221,7 +230,7 @@ def test_bad_parameters_are_422_with_the_parameter_named(
 
 def test_a_cursor_of_another_endpoint_is_422(client: httpx.Client) -> None:
     cursor = client.get(f"/api/v1/ticks/{SYMBOL}", params={"limit": 1}).json()["next_cursor"]
-    response = client.get(f"/api/v1/aggregated/{SYMBOL}", params={"cursor": cursor})
+    response = client.get(f"/api/v1/bars/{SYMBOL}", params={"cursor": cursor})
     assert response.status_code == 422
     assert "another endpoint" in response.json()["detail"][0]["msg"]
 

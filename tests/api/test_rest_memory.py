@@ -1,6 +1,6 @@
 """REST latest values answered from the API process's memory, fed by its pub/sub and Kafka feeds.
 
-SOL-USD has no row in PostgreSQL and no key in Redis: whatever ``/latest`` or ``/aggregated`` return for it
+SOL-USD has no row in PostgreSQL and no key in Redis: whatever ``/latest`` or ``/bars`` return for it
 can only come from what the process saw on its feeds.
 """
 
@@ -83,7 +83,7 @@ def test_latest_values_come_from_memory_and_follow_pubsub_and_ticks(
     assert get(api_server, f"/api/v1/latest/{SYMBOL.lower()}").json() == body
     assert get(api_server, f"/api/v1/latest/{SYMBOL}").json() == body
     assert latest_requests_ok(api_server) == counted + 2  # still counted by the metrics middleware
-    page = get(api_server, f"/api/v1/aggregated/{SYMBOL}?interval=1m").json()
+    page = get(api_server, f"/api/v1/bars/{SYMBOL}?interval=1m").json()
     assert page["items"] == [orjson.loads(first.model_dump_json())]
     rows = poll(api_server, f"/api/v1/indicators/{SYMBOL}?interval=1m", lambda b: bool(b["items"]))["items"]
     assert [(r["window_start"], r["sma_20"]) for r in rows] == [

@@ -41,9 +41,16 @@ def relabelled(seeded: Seeded, interval: str, index: int, symbol: str) -> OHLCVB
 
 
 def revisions(first: OHLCVBar, count: int) -> list[OHLCVBar]:
-    """``count`` distinct revisions of the same bar (one more trade each)."""
+    """``count`` distinct revisions of the same bar (one more trade each, closing higher); valid bars."""
     return [
-        first.model_copy(update={"trade_count": first.trade_count + n, "close": first.close + n / 100})
+        OHLCVBar.model_validate(
+            first.model_dump()
+            | {
+                "trade_count": first.trade_count + n,
+                "close": first.close + n / 100,
+                "high": max(first.high, first.close + n / 100),
+            }
+        )
         for n in range(count)
     ]
 

@@ -117,7 +117,7 @@ def test_candles_equal_the_bars_served_by_the_api(
     dash_client: FlaskClient, api: httpx.Client, symbol: str, interval: str
 ) -> None:
     figure = chart(dash_client, symbol, interval, "Max")["chart"]["figure"]
-    served = api_items(api, f"/api/v1/aggregated/{symbol}", interval=interval)
+    served = api_items(api, f"/api/v1/bars/{symbol}", interval=interval)
     candles = trace(figure, "OHLC")
     assert candles["type"] == "candlestick"
     assert times(candles["x"]) == list(served["window_start"])

@@ -112,11 +112,11 @@ def test_lag_card_sums_every_reader_and_names_each() -> None:
         "tickflow_consumer_group_lag_records", "Records behind.", ["group", "topic"], registry=registry
     )
     spark.labels("bars", "ticks").set(1200)
-    spark.labels("indicators", "aggregated_data_1min").set(0)
+    spark.labels("indicators", "bars_1m").set(0)
     groups.labels("tickflow-alerts", "anomalies").set(3)
     lag = lag_card(parse_metrics([generate_latest(registry).decode()]), "not exported")
     assert (lag.value, lag.level) == ("1,203 records", "warn")
-    assert lag.detail == "bars/ticks 1,200 · indicators/aggregated_data_1min 0 · tickflow-alerts/anomalies 3"
+    assert lag.detail == "bars/ticks 1,200 · indicators/bars_1m 0 · tickflow-alerts/anomalies 3"
 
 
 def test_stage_card_shows_each_stage_and_the_worst_level() -> None:

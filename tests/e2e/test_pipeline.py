@@ -67,7 +67,7 @@ def all_items(settings: Settings, path: str, **params: object) -> list[dict]:
 def test_api_serves_the_bars_of_the_replayed_hour(
     pipeline: Settings, coinbase_bars: dict[str, pd.DataFrame], interval: str
 ) -> None:
-    served = pd.DataFrame(all_items(pipeline, "/aggregated/BTC-USD", interval=interval))
+    served = pd.DataFrame(all_items(pipeline, "/bars/BTC-USD", interval=interval))
     reference = coinbase_bars[interval]
     assert len(served) == len(reference)
     served["window_start"] = pd.to_datetime(served["window_start"], utc=True)

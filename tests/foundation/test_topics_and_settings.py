@@ -12,7 +12,7 @@ from tickflow.settings import Settings
 def test_topics_exist_with_configured_partitions_and_create_is_idempotent(fresh_topics: Settings) -> None:
     assert describe_partitions(fresh_topics) == {name: 6 for name in fresh_topics.all_topics()}
     assert set(create_topics(fresh_topics).values()) == {"exists"}
-    assert fresh_topics.bar_topic(Interval.parse("5m")).endswith("aggregated_data_5min")
+    assert fresh_topics.bar_topic(Interval.parse("5m")).endswith("bars_5m")
 
 
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,4 @@
-"""Kafka writer of bar revisions on ``aggregated_data_{1min,5min,15min}`` (key = symbol)."""
+"""Kafka writer of bar revisions on ``bars_{1m,5m,15m}`` (key = symbol)."""
 
 from __future__ import annotations
 

@@ -63,7 +63,7 @@ class RedisBarSink:
         self._price_ttl_s = price_ttl_s
 
     def write(self, bars: Sequence[OHLCVBar], prices: Sequence[LatestPrice]) -> None:
-        """One pipeline: per bar ``SET aggregated:{symbol}:{interval}`` (unless a newer window is stored)
+        """One pipeline: per bar ``SET bars:{symbol}:{interval}`` (unless a newer window is stored)
         and ``PUBLISH bars:{symbol}``; per price ``SET latest_price:{symbol}`` (unless newer).
 
         Raises:
