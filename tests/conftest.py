@@ -122,9 +122,21 @@ def coinbase_bars(shared_data: Path) -> dict[str, pd.DataFrame]:
     return {name: reference_bars(trades, minutes) for name, minutes in BAR_INTERVALS.items()}
 
 
+SERVICE_FIXTURES = frozenset({"stack", "cluster_stack"})
+"""Fixtures that start real services (Kafka, PostgreSQL, Redis, VictoriaMetrics, a cluster)."""
+SERVICE_MARKERS = frozenset({"spark", "browser", "faults"})
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the end-to-end tests last: they write the same real-data series (BTC-USD) to the shared
+    """Mark every test that needs a service ``services`` (it uses a service fixture, directly or through
+    another fixture, or one of ``SERVICE_MARKERS``), so ``pytest -m "not services"`` is the fast unit tier.
+    Run the end-to-end tests last: they write the same real-data series (BTC-USD) to the shared
     VictoriaMetrics as the stage tests, whose exports must see only their own points."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        markers = {marker.name for marker in item.iter_markers()}
+        if fixtures & SERVICE_FIXTURES or markers & SERVICE_MARKERS:
+            item.add_marker(pytest.mark.services)
     items.sort(key=lambda item: item.nodeid.startswith("tests/e2e/"))
 
 

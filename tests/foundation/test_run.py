@@ -6,6 +6,8 @@ import socket
 import uuid
 from pathlib import Path
 
+import pytest
+
 from infra.local.run import run_processes, taken_ports
 from infra.local.sandbox import free_port, make_state_dir, stack_settings
 
@@ -23,6 +25,7 @@ def test_a_taken_port_is_named_before_anything_starts() -> None:
     assert str(settings.dashboard_port) in problems[0] and "TICKFLOW_DASHBOARD_PORT" in problems[0]
 
 
+@pytest.mark.services  # starts a real stack's processes under honcho
 def test_the_process_that_died_is_named_with_its_last_lines(tmp_path: Path) -> None:
     stray = f"sleep {300 + uuid.uuid4().int % 10**6 / 10**7:.7f}"  # unique: other runs may sleep too
     procfile = tmp_path / "Procfile"

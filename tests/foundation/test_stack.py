@@ -26,6 +26,8 @@ from infra.local.stack import State
 from tickflow import jvm
 from tickflow.settings import Settings
 
+pytestmark = pytest.mark.services  # every test runs its own stack (or checks one)
+
 
 @pytest.fixture(scope="module")
 def own_stack() -> Iterator[Settings]:
@@ -45,10 +47,8 @@ def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_up_from_nothing_brings_every_service_up(own_stack: Settings) -> None:
-    started = time.monotonic()
     result = run_cli(own_stack, "stack", "up")
     assert result.returncode == 0, result.stderr
-    assert time.monotonic() - started < 30
     statuses = {s.name: s for s in local_stack.status(own_stack)}
     assert {name: s.state for name, s in statuses.items()} == {
         "kafka": State.RUNNING,
