@@ -8,13 +8,17 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test test-faults lint bench stack-up stack-down system-deps jars install clean
+.PHONY: run test test-unit test-faults lint bench stack-up stack-down system-deps jars install clean
 
 run: install system-deps jars
 	$(BIN)/tickflow run
 
 test: install system-deps jars lint
 	$(BIN)/python -m pytest
+
+# the unit tier alone: every test that needs no service (Kafka, PostgreSQL, Redis, Spark, Chromium)
+test-unit: install
+	$(BIN)/python -m pytest -m "not services"
 
 # the fault-injection tests alone (`make test` runs them too, with the rest of the suite)
 test-faults: install system-deps jars
