@@ -52,13 +52,14 @@ def stack_up(
 def run(
     procfile: Path = typer.Option(Path("Procfile"), help="The Procfile of the pipeline's processes."),
 ) -> None:
-    """Run the whole pipeline locally (what `make run` does): stack up, migrations, topics, every
-    Procfile process under honcho; Ctrl-C stops them all and the stack. Says which process died, if any."""
+    """Run the whole pipeline locally (what `make run` does): stack up, migrations, topics (and the bar
+    name migration of `tickflow topics migrate`), every Procfile process under honcho; Ctrl-C stops them all
+    and the stack. Says which process died, if any."""
     from infra.db.migrate import migrate
     from infra.local.run import run_processes, taken_ports
     from infra.local.services import ServiceError
     from infra.local.stack import down, up
-    from infra.topics import create_topics
+    from infra.migrate_names import migrate_bar_names
     from tickflow.clients import postgres_dsn
 
     settings = get_settings()
@@ -71,7 +72,13 @@ def run(
         _print_status(up(settings))
         applied = migrate(postgres_dsn(settings, statement_timeout=False))
         typer.echo(f"migrations applied: {', '.join(applied) or 'none (up to date)'}")
-        create_topics(settings)
+        names = migrate_bar_names(settings)  # creates the topics; renames legacy `aggregated:*` Redis keys
+        if names.renamed_keys or names.legacy_topics:
+            typer.echo(
+                f"bar names migrated: {len(names.renamed_keys)} Redis keys renamed; legacy topics "
+                f"{', '.join(names.legacy_topics) or 'none'} left in place (`tickflow topics migrate "
+                "--delete-legacy` deletes them; run `tickflow stream reset indicators` once)"
+            )
         typer.echo("Starting the pipeline (Ctrl-C stops it and the local stack)...")
         rc = run_processes(procfile, settings.state_dir / "logs" / "run.log", settings.run_stop_grace_s)
     except ServiceError as exc:
