@@ -40,10 +40,11 @@ def record(settings: Settings, row: pd.Series, last_receipt_time: str | None = N
 
 
 def partial(row: pd.Series) -> pd.Series:
-    """An earlier revision of the bar: its first trade only."""
+    """An earlier revision of the bar: its first trade only (a valid bar: half the volume at the open)."""
     first = row.copy()
-    first[["high", "low", "close"]] = row["open"]
-    first[["volume", "quote_volume", "trade_count"]] = [row["volume"] / 2, row["quote_volume"] / 2, 1]
+    first[["high", "low", "close", "vwap"]] = row["open"]
+    first[["volume", "quote_volume", "trade_count"]] = [row["volume"] / 2, row["open"] * row["volume"] / 2, 1]
+    first["last_trade_time"] = row["first_trade_time"]
     return first
 
 
