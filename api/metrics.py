@@ -15,7 +15,7 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tickflow.latency import stage_histogram
+from tickflow.latency import LatencySamples, stage_histogram
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -78,7 +78,9 @@ class ApiMetrics:
         )
         self.stage_latency = stage_histogram(r)
         """``tickflow_stage_latency_seconds{stage}``: ``broker`` (receipt -> Kafka append, the tick feed) and
-        ``fast_path`` (Kafka append -> queued for the WebSocket send, the hub)."""
+        ``fast_path`` (Kafka append -> WebSocket send, the client's sender)."""
+        self.latency = LatencySamples(self.stage_latency)
+        """The same latencies (ms) per symbol, for the stage monitor's windowed rule (``api.resources``)."""
 
 
 class MetricsMiddleware:

@@ -23,6 +23,7 @@ from api.ws.kafka_feed import TickBatch, TickFeed
 from api.ws.limits import ConnectionLimits
 from api.ws.redis_feed import PubSubFeed
 from tickflow.clients import kafka_admin_config, postgres_dsn
+from tickflow.latency_monitor import StageMonitor
 from tickflow.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -46,6 +47,8 @@ class Resources:
     pubsub_feed: PubSubFeed
     kafka_admin: AdminClient
     limits: ConnectionLimits
+    stage_monitor: StageMonitor
+    """Judges this process's broker and fast-path latencies every ``anomaly_latency_window_s``."""
     started: float = field(default_factory=time.monotonic)
 
 
@@ -93,12 +96,14 @@ async def open_resources(settings: Settings, metrics: ApiMetrics) -> AsyncIterat
         tick_feed=TickFeed(settings, deliver, metrics),
         pubsub_feed=PubSubFeed(pubsub_redis, hub, latest, metrics),
         kafka_admin=AdminClient(kafka_admin_config(settings)),
+        stage_monitor=StageMonitor(settings, metrics.latency),
     )
     tasks = [
         asyncio.create_task(resources.pubsub_feed.run(), name="pubsub-feed"),
         asyncio.create_task(hub.heartbeat(settings.api_ws_heartbeat_s), name="ws-heartbeat"),
     ]
     resources.tick_feed.start()
+    resources.stage_monitor.start()
     try:
         await _wait_for_feeds(resources)
         yield resources
@@ -107,6 +112,7 @@ async def open_resources(settings: Settings, metrics: ApiMetrics) -> AsyncIterat
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await anyio.to_thread.run_sync(resources.tick_feed.stop)
+        await anyio.to_thread.run_sync(resources.stage_monitor.close)
         await redis.aclose()
         await pubsub_redis.aclose()
         db.close()

@@ -22,6 +22,9 @@ VALUE_UNITS: Final = {
     "pipeline_latency": " ms",
     "return_zscore": " σ",
     "bar_freshness": " ms",
+    "ingest_latency": " ms",
+    "broker_latency": " ms",
+    "fast_path_latency": " ms",
     "feed_failover": "",
 }
 """Unit of an anomaly's ``value`` and ``threshold`` by type (see ``tickflow.anomaly``)."""

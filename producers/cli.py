@@ -31,9 +31,14 @@ def _symbols(value: str | None, settings: Settings) -> list[str]:
 
 
 def _serve_metrics(port: int | None, settings: Settings) -> None:
-    from producers.metrics import serve_metrics
+    """Serve Prometheus metrics and start the ingest stage's latency monitor (closed at exit)."""
+    import atexit
+
+    from producers.metrics import LATENCY, serve_metrics
+    from tickflow.latency_monitor import StageMonitor
 
     serve_metrics(settings.producer_metrics_port if port is None else port, settings.metrics_bind_host)
+    atexit.register(StageMonitor(settings, LATENCY).start().close)
 
 
 def _report(stats: IngestStats) -> None:

@@ -10,7 +10,7 @@ from typing import Final
 import structlog
 from prometheus_client import Counter, Gauge, start_http_server
 
-from tickflow.latency import stage_histogram
+from tickflow.latency import LatencySamples, default_stage_histogram
 
 log = structlog.get_logger(__name__)
 
@@ -75,9 +75,12 @@ SOURCE_LATENCY: Final = Gauge(
 FAILOVERS: Final = Counter(
     "tickflow_producer_failovers", "Switches of the active provider of a symbol.", ["symbol", "from", "to"]
 )
-STAGE_LATENCY: Final = stage_histogram()
+STAGE_LATENCY: Final = default_stage_histogram()
 """``tickflow_stage_latency_seconds{stage="ingest"}``: event time -> receipt of the oldest tick of each
 batch of live or synthetic ticks (one observation per batch)."""
+LATENCY: Final = LatencySamples(STAGE_LATENCY)
+"""The ingest latencies (ms) per symbol, for the histogram and the windowed rule of the stage monitor
+(``tickflow.latency_monitor``, started by the ``tickflow produce`` commands)."""
 INGEST_BREACHES: Final = Counter(
     "tickflow_stage_latency_breaches",
     "Batches whose worst tick was past its stage's latency threshold (tickflow.latency), by severity.",

@@ -20,6 +20,9 @@ class AnomalyType(StrEnum):
     RSI_EXTREME = "rsi_extreme"  # RSI 14 overbought or oversold
     PIPELINE_LATENCY = "pipeline_latency"  # no longer raised (per-stage types instead); old rows parse
     BAR_FRESHNESS = "bar_freshness"  # no fresh bar while ticks arrive (the indicator job's watchdog)
+    INGEST_LATENCY = "ingest_latency"  # p99 event time -> receipt past its threshold (producers)
+    BROKER_LATENCY = "broker_latency"  # p99 receipt -> Kafka append past its threshold (API tick feed)
+    FAST_PATH_LATENCY = "fast_path_latency"  # p99 Kafka append -> WebSocket send past its threshold (API)
     RETURN_ZSCORE = "return_zscore"  # bar return far outside the rolling distribution of returns
     FEED_FAILOVER = "feed_failover"  # the producer switched a symbol's provider (published by producers)
 

@@ -403,7 +403,36 @@ class Settings(BaseSettings):
     anomaly_rsi_high: float = Field(70.0, description="RSI 14 above this is an overbought anomaly.")
     anomaly_rsi_low: float = Field(30.0, description="RSI 14 below this is an oversold anomaly.")
     anomaly_ingest_latency_ms: float = Field(
-        100.0, gt=0, description="Ingest latency breach: exchange event time to receipt above this (ms)."
+        100.0,
+        gt=0,
+        description="Ingest latency anomaly: p99 of exchange event time to receipt above this (ms).",
+    )
+    anomaly_broker_latency_ms: float = Field(
+        250.0,
+        gt=0,
+        description="Broker latency anomaly: p99 of tick receipt to Kafka append time above this (ms); the "
+        "producer's `producer_linger_ms` batching is part of it.",
+    )
+    anomaly_fast_path_latency_ms: float = Field(
+        100.0,
+        gt=0,
+        description="Fast-path latency anomaly: p99 of Kafka append time to the WebSocket send above this "
+        "(ms).",
+    )
+    anomaly_latency_window_s: float = Field(
+        10.0,
+        gt=0,
+        description="Window of the ingest, broker and fast-path latency rules: one p99 per stage and symbol "
+        "per window, written to InfluxDB `latency` (s).",
+    )
+    anomaly_latency_breach_windows: int = Field(
+        3,
+        ge=1,
+        description="Windows in a row with the p99 past its threshold that raise a latency anomaly (one per "
+        "episode); as many healthy windows in a row clear it.",
+    )
+    anomaly_latency_min_samples: int = Field(
+        5, ge=1, description="Latencies a window needs to be judged by the latency rules (fewer: ignored)."
     )
     anomaly_bar_freshness_margin_s: float = Field(
         6.0,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -35,6 +36,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from api.metrics import ApiMetrics
 from api.ws.protocol import data_frame, frame
+from tickflow.latency import Stage
 
 CLOSE_TIMEOUT_S = 5.0
 SLOW_CONSUMER_CLOSE = 1008
@@ -63,6 +65,21 @@ class _Throttle:
     message: str | None = None  # pending bar/indicators frame (the latest)
     ticks: list[bytes] = field(default_factory=list)  # pending trades (tick wire JSON), in order
     timer: asyncio.TimerHandle | None = None
+
+
+class TimedFrame(str):
+    """A pushed ``trades`` frame that carries the fast-path clock: ``append_ms``, the Kafka append time of
+    its oldest tick (ms since the epoch, UTC), and its ``symbol``. The sender observes the fast-path stage
+    (append -> handed to the socket, ms) once ``send_text`` returned (``tickflow.latency``)."""
+
+    append_ms: int
+    symbol: str
+
+    @classmethod
+    def of(cls, frame: str, append_ms: int, symbol: str) -> TimedFrame:
+        timed = cls(frame)
+        timed.append_ms, timed.symbol = append_ms, symbol
+        return timed
 
 
 class WsClient:
@@ -220,16 +237,21 @@ class WsClient:
 
     async def _pump(self) -> None:
         send = self.websocket.send_text
+        latency = self._metrics.latency
         while self._close is None:
             if self._replies:
-                await send(self._replies.popleft())
+                message = self._replies.popleft()
             elif self._urgent:
-                await send(self._urgent.popleft())
+                message = self._urgent.popleft()
             elif self._data:
-                await send(self._data.popleft())
+                message = self._data.popleft()
             else:
                 self._wake.clear()
                 await self._wake.wait()
+                continue
+            await send(message)
+            if type(message) is TimedFrame:
+                latency.observe(Stage.FAST_PATH, message.symbol, time.time() * 1000 - message.append_ms)
 
     def _warn(self) -> None:
         self._warned = True

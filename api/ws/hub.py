@@ -8,13 +8,11 @@ O(subscribers) appends however slow the clients are.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterable
 
 from api.metrics import ApiMetrics
-from api.ws.client import TRADES, Subscription, Topic, WsClient
+from api.ws.client import TRADES, Subscription, TimedFrame, Topic, WsClient
 from api.ws.protocol import ErrorCode, ProtocolError, data_frame, frame, now_iso
-from tickflow.latency import Stage
 
 
 class Hub:
@@ -22,7 +20,6 @@ class Hub:
 
     def __init__(self, metrics: ApiMetrics, max_subscriptions: int) -> None:
         self._metrics = metrics
-        self._fast_path = metrics.stage_latency.labels(Stage.FAST_PATH.value)
         self._max_subscriptions = max_subscriptions
         self._subscribers: dict[Topic, set[WsClient]] = {}
         self.clients: set[WsClient] = set()
@@ -82,18 +79,16 @@ class Hub:
     def publish_ticks(self, ticks_by_symbol: dict[str, list[bytes]]) -> None:
         """Push a batch of tick wire records (JSON) as one ``trades`` message per subscribed symbol.
 
-        When the batch carries its oldest broker append time (``TickBatch.append_ms``) and a subscriber took
-        it, observes the fast path: Kafka append -> queued for the WebSocket send (s)."""
-        accepted = 0
+        When the batch carries its oldest broker append time (``TickBatch.append_ms``) the frame is a
+        :class:`TimedFrame`: each client's sender observes the fast path (Kafka append -> WebSocket send)."""
+        append_ms = getattr(ticks_by_symbol, "append_ms", None)
         for symbol, ticks in ticks_by_symbol.items():
             if (TRADES, symbol) in self._subscribers:
                 batch = b"[" + b",".join(ticks) + b"]"
-                accepted += self.publish(
-                    (TRADES, symbol), data_frame("trades", symbol, batch), "trades", ticks
-                )
-        append_ms = getattr(ticks_by_symbol, "append_ms", None)
-        if accepted and append_ms is not None:
-            self._fast_path.observe(max(time.time() - append_ms / 1000, 0.0))
+                message = data_frame("trades", symbol, batch)
+                if append_ms is not None:
+                    message = TimedFrame.of(message, append_ms, symbol)
+                self.publish((TRADES, symbol), message, "trades", ticks)
 
     def broadcast(self, message: str, kind: str) -> None:
         """Queue ``message`` to every connected client."""

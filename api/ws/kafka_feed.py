@@ -48,7 +48,6 @@ class TickFeed:
         self._topic = settings.topic_ticks
         self._deliver = deliver
         self._metrics = metrics
-        self._broker_latency = metrics.stage_latency.labels(Stage.BROKER.value)
         self.positioned = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tickflow-api-tick-feed", daemon=True)
@@ -146,8 +145,8 @@ class TickFeed:
         """The record's symbol (its key, else the ``symbol`` field); None for a value that is not a JSON
         object (counted in ``tickflow_api_ticks_rejected_total``; the producers validate, so this is rare).
 
-        Observes the broker stage: ``receipt_time`` (µs) -> the record's append time (``append_ms``, ms;
-        the tick topic uses ``LogAppendTime``)."""
+        Observes the broker stage per symbol: ``receipt_time`` (µs) -> the record's append time
+        (``append_ms``, ms; the tick topic uses ``LogAppendTime``)."""
         try:
             payload = orjson.loads(value) if value else None
         except orjson.JSONDecodeError:
@@ -155,13 +154,11 @@ class TickFeed:
         if not isinstance(payload, dict):
             self._metrics.ticks_rejected.inc()
             return None
-        receipt_us = payload.get("receipt_time")
-        if isinstance(receipt_us, int) and append_ms > 0:
-            self._broker_latency.observe(max(append_ms / 1000 - receipt_us / 1_000_000, 0.0))
-        if key:
-            return key.decode("utf-8", "replace")
-        symbol = payload.get("symbol")
+        symbol = key.decode("utf-8", "replace") if key else payload.get("symbol")
         if not isinstance(symbol, str):
             self._metrics.ticks_rejected.inc()
             return None
+        receipt_us = payload.get("receipt_time")
+        if isinstance(receipt_us, int) and append_ms > 0:
+            self._metrics.latency.observe(Stage.BROKER, symbol, append_ms - receipt_us / 1000)
         return symbol

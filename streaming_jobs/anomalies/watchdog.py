@@ -13,10 +13,12 @@ outside it, as a thread of the indicator job (which has every anomaly sink at ha
 ``lag = newest tick - bar progress`` (s), where the bar progress is the newest revision's ``updated_at`` or,
 when later, the time the watchdog first saw that revision (``updated_at`` is the micro-batch's start, so a
 slow but progressing batch is not counted twice); exported as the gauge
-``tickflow_bar_freshness_lag_seconds`` and the InfluxDB point ``latency,stage=bar_freshness ms=<lag>``. A
-healthy bar job keeps it below one trigger interval plus its batch time; the threshold is
-``trigger_interval + anomaly_bar_freshness_margin_s`` (:func:`tickflow.latency.latency_rules`). Without
-ticks (a quiet market, a stopped producer) the lag stays small: nothing to aggregate is no stall.
+``tickflow_bar_freshness_lag_seconds``, the histogram
+``tickflow_stage_latency_seconds{stage="bar_freshness"}`` (one observation per check) and the InfluxDB
+point ``latency,stage=bar_freshness ms=<lag>``. A healthy bar job keeps it below one trigger interval plus
+its batch time; the threshold is ``trigger_interval + anomaly_bar_freshness_margin_s``
+(:func:`tickflow.latency.latency_rules`). Without ticks (a quiet market, a stopped producer) the lag stays
+small: nothing to aggregate is no stall.
 
 Warm-up: the watchdog is armed only after it has seen the lag within the threshold once, so the JVM's first
 micro-batch (tens of seconds) after a start of the bar job is not an anomaly.
@@ -51,7 +53,13 @@ from tickflow import clients
 from tickflow.anomaly import Anomaly, AnomalyType, Severity
 from tickflow.kafka import make_producer, produce_all
 from tickflow.keys import BAR_KEY_PATTERN
-from tickflow.latency import LATENCY_MEASUREMENT, LatencyRule, Stage, latency_rules
+from tickflow.latency import (
+    LATENCY_MEASUREMENT,
+    LatencyRule,
+    Stage,
+    default_stage_histogram,
+    latency_rules,
+)
 from tickflow.settings import Settings, reveal
 
 log = structlog.get_logger(__name__)
@@ -217,6 +225,7 @@ class FreshnessWatchdog:
             timeout=int(settings.store_read_timeout_s * 1000),
         )
         self._write_api = self._influx.write_api(write_options=SYNCHRONOUS)
+        self._histogram = default_stage_histogram().labels(Stage.BAR_FRESHNESS.value)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -232,6 +241,7 @@ class FreshnessWatchdog:
         if anomalies:
             self._write(anomalies)
         if self.state.lag_ms is not None:
+            self._histogram.observe(self.state.lag_ms / 1000)
             self._write_latency(self.state.lag_ms, now)
         return anomalies
 
