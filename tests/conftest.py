@@ -65,17 +65,23 @@ def stack() -> Iterator[Settings]:
 def database(stack: Settings, name: str) -> Iterator[Settings]:
     """``stack`` pointing at a new, migrated PostgreSQL database ``name``; dropped (connections and all)
     on exit."""
-    admin = psycopg2.connect(stack.postgres_dsn)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    _as_admin(stack, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     settings = stack.model_copy(update={"postgres_dsn": stack.postgres_dsn.rsplit("/", 1)[0] + f"/{name}"})
     try:
         migrate(settings.postgres_dsn)
         yield settings
-    finally:
+    finally:  # a connection of its own: the server may have been restarted meanwhile (tests/faults)
+        _as_admin(stack, sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _as_admin(stack: Settings, statement: sql.Composable) -> None:
+    """Run ``statement`` outside a transaction on ``stack``'s database, on a connection of its own."""
+    admin = psycopg2.connect(stack.postgres_dsn)
+    admin.autocommit = True
+    try:
         with admin.cursor() as cur:
-            cur.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+            cur.execute(statement)
+    finally:
         admin.close()
 
 

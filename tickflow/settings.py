@@ -229,10 +229,20 @@ class Settings(BaseSettings):
         "dead-letter topic); longer than `trigger_interval` to leave the cores to the bars.",
     )
     sink_retry_attempts: int = Field(
-        5, ge=1, description="Tries of a bar sink write before the micro-batch fails (and is re-run)."
+        5,
+        ge=1,
+        description="Tries of a streaming sink write that fails with its store reachable before the "
+        "micro-batch fails (and is re-run); an unreachable store is waited for (`sink_outage_max_s`).",
     )
     sink_retry_backoff_s: float = Field(
         0.5, gt=0, description="First back-off between sink tries (s); doubles each try, at most 10 s."
+    )
+    sink_outage_max_s: float = Field(
+        3600.0,
+        gt=0,
+        description="How long a streaming sink write waits for an unreachable store (PostgreSQL, Redis, "
+        "InfluxDB: connection refused or lost) before the micro-batch fails and the query stops (s); "
+        "meanwhile it retries with back-off and the job keeps running; each outage is logged once.",
     )
 
     # --- serving ------------------------------------------------------------------------------------

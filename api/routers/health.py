@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable
 
 import anyio
+import httpx
 import structlog
 from confluent_kafka import KafkaException
 from fastapi import APIRouter, Response
@@ -22,6 +23,8 @@ from tickflow.lag import group_lag
 
 READY_TIMEOUT_S = 3.0
 LAG_TIMEOUT_S = 1.0
+REPORTED_ONLY = frozenset({"influx"})
+"""Checks shown in ``/ready`` that do not decide readiness (stores the API does not read)."""
 
 log = structlog.get_logger(__name__)
 
@@ -48,12 +51,14 @@ async def health(resources: ResourcesDep) -> Health:
 
 @router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
 async def ready(resources: ResourcesDep, response: Response) -> Readiness:
-    """Readiness: PostgreSQL answers a query, Redis a PING, and the broker knows the tick topic."""
-    names = ("postgres", "redis", "kafka")
-    probes = (_postgres(resources), _redis(resources), _kafka(resources))
+    """Readiness: PostgreSQL answers a query, Redis a PING, and the broker knows the tick topic. The
+    ``influx`` check (the bar job's InfluxDB endpoint answers ``/health``) is reported only: the API reads
+    nothing from it, so its outage does not make the API unready."""
+    names = ("postgres", "redis", "kafka", "influx")
+    probes = (_postgres(resources), _redis(resources), _kafka(resources), _influx(resources))
     results = await asyncio.gather(*(_check(name, probe) for name, probe in zip(names, probes, strict=True)))
     checks = dict(zip(names, results, strict=True))
-    is_ready = all(check.ok for check in checks.values())
+    is_ready = all(check.ok for name, check in checks.items() if name not in REPORTED_ONLY)
     if not is_ready:
         response.status_code = 503
     return Readiness(ready=is_ready, checks=checks)
@@ -83,6 +88,13 @@ async def _postgres(resources: Resources) -> str:
 
 async def _redis(resources: Resources) -> str:
     await resources.redis.ping()
+    return "ok"
+
+
+async def _influx(resources: Resources) -> str:
+    async with httpx.AsyncClient(timeout=READY_TIMEOUT_S) as client:
+        answer = await client.get(f"{resources.settings.influx_url.rstrip('/')}/health")
+    answer.raise_for_status()
     return "ok"
 
 

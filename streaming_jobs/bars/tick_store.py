@@ -27,7 +27,7 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from streaming_jobs.bars import metrics
 from streaming_jobs.bars.parse import REJECT_COLUMNS, rejected_records
-from streaming_jobs.bars.sinks.postgres import TICK_DATA_COLUMNS, insert_ticks
+from streaming_jobs.bars.sinks.postgres import TICK_DATA_COLUMNS, insert_ticks, ping
 from streaming_jobs.bars.sinks.retry import Refused, with_retries
 from streaming_jobs.source import RAW_SCHEMA
 from tickflow.clients import postgres_dsn
@@ -146,6 +146,8 @@ class TickBatchWriter:
         """``parsed``: one micro-batch of ``parse.parse_ticks`` output. One pass over it: the executors
         store the valid ticks and return the rejected records, which the driver sends to the DLQ."""
         if self.settings.stream_store_ticks:
+            # wait out a PostgreSQL outage here, so that no executor core is held by a task waiting for it
+            with_retries(self.settings, "tick_data", ping, postgres_dsn(self.settings))
             is_rejected = F.col("reason").isNotNull()
             slim = parsed.select(  # the Kafka record goes to Python only when it is rejected
                 *TICK_DATA_COLUMNS,

@@ -1,11 +1,12 @@
 """The ``foreachBatch`` function of the bars query: one micro-batch of bar revisions -> every sink.
 
 Order per batch: PostgreSQL (upsert + finalisation, one transaction; the system of record) -> Redis
-(latest bars and prices, pub/sub) -> InfluxDB -> Kafka. Each write is retried with back-off
-(``sink_retry_attempts``); if one still fails, the exception propagates, the batch fails and the query
-stops; on restart Spark re-runs the batch with the same offsets and state, and since every write is
-idempotent (upserts, set-if-not-older, overwriting points, the same records again on Kafka) the result is as
-if the batch had run once.
+(latest bars and prices, pub/sub) -> InfluxDB -> Kafka. Each write goes through ``sinks.retry.with_retries``:
+while its store is unreachable (an outage) the batch waits with back-off, up to ``sink_outage_max_s``, and
+then goes on, so the query keeps running; another failure is retried ``sink_retry_attempts`` times. If a
+write still fails, the exception propagates, the batch fails and the query stops; on restart Spark re-runs
+the batch with the same offsets and state, and since every write is idempotent (upserts, set-if-not-older,
+overwriting points, the same records again on Kafka) the result is as if the batch had run once.
 
 Bar revisions published are the batch's bars plus the bars this batch's watermark made final (with
 ``is_final`` true), so every consumer sees each bar's final revision.

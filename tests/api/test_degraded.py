@@ -23,6 +23,7 @@ def degraded(api_settings: Settings) -> Iterator[ApiServer]:
         update={
             "postgres_dsn": f"postgresql://postgres@127.0.0.1:{free_port()}/tickflow",
             "redis_url": f"redis://127.0.0.1:{free_port()}/0",
+            "influx_url": f"http://127.0.0.1:{free_port()}",
         }
     )
     server = ApiServer(settings, settings.state_dir / "api-degraded.log").start()
@@ -38,8 +39,9 @@ def test_ready_reports_what_is_down_and_live_stays_up(degraded: ApiServer) -> No
         "postgres": False,
         "redis": False,
         "kafka": True,
+        "influx": False,
     }
-    assert checks["postgres"]["detail"] and checks["redis"]["detail"]
+    assert all(checks[name]["detail"].startswith("unavailable (") for name in ("postgres", "redis", "influx"))
     assert httpx.get(f"{degraded.url}/live").status_code == 200
     assert httpx.get(f"{degraded.url}/health").json()["pubsub_connected"] is False
 

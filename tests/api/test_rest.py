@@ -255,6 +255,7 @@ def test_operational_endpoints(api_server: ApiServer, client: httpx.Client) -> N
         "postgres": True,
         "redis": True,
         "kafka": True,
+        "influx": True,
     }
     assert httpx.get(f"{api_server.url}/live").json() == {"status": "ok"}
     health = httpx.get(f"{api_server.url}/health").json()

@@ -1,5 +1,6 @@
 """Helpers of the fault-injection tests: the cluster's processes by name, Kafka partition leaders and ISRs,
-the bar job and the producer as subprocesses, waiting with a deadline."""
+the bar job and the producer as subprocesses, the job's metrics, the bars against the reference, waiting
+with a deadline."""
 
 from __future__ import annotations
 
@@ -9,19 +10,23 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+import httpx
+import pandas as pd
 import psycopg2
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from infra.local.cluster import ClusterBroker, SparkWorker
 from infra.local.process import pid_alive, read_pid
 from infra.local.services import Service, StatePaths
 from tests.conftest import REPO_ROOT
+from tests.streaming.support import assert_equal_to_reference, fetch_bars
 from tickflow.settings import Settings
 
 TRADES: Final = 5882
@@ -54,6 +59,12 @@ class Cluster:
                 os.waitpid(pid, os.WNOHANG)
             time.sleep(0.05)
         assert not pid_alive(pid), f"{service.name} survived SIGKILL"
+
+    def stop(self, service: Service, timeout_s: float = 60.0) -> None:
+        """Stop ``service`` the way `stack down` does (PostgreSQL with ``pg_ctl stop -m fast``, the others
+        with SIGTERM) and wait until its health check fails."""
+        assert service.stop(self.settings, self.paths), f"{service.name} was not running"
+        wait_until(lambda: service.check(self.settings) is not None, timeout_s, f"{service.name} stopped")
 
     def restart(self, service: Service, timeout_s: float = 60.0) -> None:
         """Start ``service`` again and wait until its health check passes."""
@@ -166,13 +177,51 @@ def end_offsets(settings: Settings, topic: str, timeout_s: float = 30.0) -> dict
         consumer.close()
 
 
-def replay_all(settings: Settings, csv: Path, log: Path) -> None:
-    """Replay ``csv`` (Coinbase format) into the tick topic with `tickflow produce replay`, all of it.
+COINBASE_CSV: Final = ("--format", "coinbase_csv")
+"""`tickflow produce replay` options of a Coinbase trades CSV (trade id: the row number)."""
+
+
+def replay_all(
+    settings: Settings, csv: Path, log: Path, trades: int = TRADES, options: Sequence[str] = COINBASE_CSV
+) -> None:
+    """Replay ``csv`` (``trades`` rows; ``options`` say how to read it) into the tick topic with `tickflow
+    produce replay`, all of it.
 
     Raises:
         AssertionError: the replay failed or did not deliver every trade.
     """
-    argv = [*TICKFLOW, "produce", "replay", str(csv), "--format", "coinbase_csv"]
+    argv = [*TICKFLOW, "produce", "replay", str(csv), *options]
     replay = start(argv, settings, log)
     assert replay.wait(120) == 0, log.read_text()[-3000:]
-    assert f"delivered={TRADES} " in log.read_text(), log.read_text()[-3000:]
+    assert f"delivered={trades} " in log.read_text(), log.read_text()[-3000:]
+
+
+def small_batches(settings: Settings) -> Settings:
+    """``settings`` with micro-batches of at most 300 ticks every 200 ms: the bar job takes the hour in
+    many batches, so a fault lands in the middle of its work."""
+    return settings.model_copy(update={"max_ticks_per_batch": 300, "trigger_interval": "200 milliseconds"})
+
+
+def assert_reference_bars(settings: Settings, reference: dict[str, pd.DataFrame]) -> None:
+    """The stored bars of every interval equal ``reference`` (``tests.conftest.coinbase_bars``).
+
+    Raises:
+        AssertionError: a bar is missing, extra or different.
+    """
+    stored = fetch_bars(settings)
+    for interval, bars in reference.items():
+        assert_equal_to_reference(stored[stored["interval"] == interval], bars)
+
+
+def bar_job_metric(settings: Settings, sample: str, **labels: str) -> float | None:
+    """The value of ``sample`` with ``labels`` on the running bar job's metrics port, None when absent.
+
+    Raises:
+        httpx.HTTPError: the metrics port does not answer.
+    """
+    text = httpx.get(f"http://127.0.0.1:{settings.bars_metrics_port}/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for found in family.samples:
+            if found.name == sample and found.labels == labels:
+                return found.value
+    return None

@@ -16,6 +16,7 @@ from tests.faults.support import (
     TICKFLOW,
     TRADES,
     Cluster,
+    assert_reference_bars,
     broker,
     end_offsets,
     one_minute_trades,
@@ -24,7 +25,7 @@ from tests.faults.support import (
     stop,
     wait_until,
 )
-from tests.streaming.support import assert_equal_to_reference, fetch_bars, topic_records
+from tests.streaming.support import topic_records
 
 pytestmark = [pytest.mark.faults, pytest.mark.spark]
 
@@ -71,6 +72,4 @@ def test_sigkill_of_the_tick_partition_leader_mid_replay(
         stop(replay)
         code = stop(job)
     assert code == 0, job_log.read_text()[-3000:]
-    stored = fetch_bars(settings)
-    for interval, reference in coinbase_bars.items():
-        assert_equal_to_reference(stored[stored["interval"] == interval], reference)
+    assert_reference_bars(settings, coinbase_bars)

@@ -16,14 +16,15 @@ from tests.faults.support import (
     TICKFLOW,
     TRADES,
     Cluster,
+    assert_reference_bars,
     one_minute_trades,
     replay_all,
     running,
+    small_batches,
     start,
     stop,
     wait_until,
 )
-from tests.streaming.support import assert_equal_to_reference, fetch_bars
 
 pytestmark = [pytest.mark.faults, pytest.mark.spark]
 
@@ -31,9 +32,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.spark]
 def test_sigkill_of_the_driver_and_a_restart(
     cluster: Cluster, shared_data: Path, coinbase_bars: dict[str, pd.DataFrame], tmp_path: Path
 ) -> None:
-    settings = cluster.settings.model_copy(
-        update={"max_ticks_per_batch": 300, "trigger_interval": "200 milliseconds"}
-    )
+    settings = small_batches(cluster.settings)
     replay_all(settings, shared_data / COINBASE_HOUR_CSV, tmp_path / "replay.log")
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
     first = start([*TICKFLOW, "stream", "bars"], settings, first_log)
@@ -56,6 +55,4 @@ def test_sigkill_of_the_driver_and_a_restart(
     finally:
         code = stop(second)
     assert code == 0, second_log.read_text()[-3000:]
-    stored = fetch_bars(settings)
-    for interval, reference in coinbase_bars.items():
-        assert_equal_to_reference(stored[stored["interval"] == interval], reference)
+    assert_reference_bars(settings, coinbase_bars)

@@ -14,15 +14,16 @@ from tests.faults.support import (
     TICKFLOW,
     TRADES,
     Cluster,
+    assert_reference_bars,
     one_minute_trades,
     replay_all,
     running,
+    small_batches,
     start,
     stop,
     wait_until,
     worker,
 )
-from tests.streaming.support import assert_equal_to_reference, fetch_bars
 
 pytestmark = [pytest.mark.faults, pytest.mark.spark]
 
@@ -30,9 +31,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.spark]
 def test_sigkill_of_a_spark_worker_mid_job(
     cluster: Cluster, shared_data: Path, coinbase_bars: dict[str, pd.DataFrame], tmp_path: Path
 ) -> None:
-    settings = cluster.settings.model_copy(
-        update={"max_ticks_per_batch": 300, "trigger_interval": "200 milliseconds"}
-    )
+    settings = small_batches(cluster.settings)
     replay_all(settings, shared_data / COINBASE_HOUR_CSV, tmp_path / "replay.log")
     log = tmp_path / "bars.log"
     job = start([*TICKFLOW, "stream", "bars"], settings, log)
@@ -52,6 +51,4 @@ def test_sigkill_of_a_spark_worker_mid_job(
         cluster.restart(worker(1))  # the next test's cluster is whole again
     assert code == 0, log.read_text()[-3000:]
     assert "Lost executor" in log.read_text(), "the driver never lost the killed worker's executor"
-    stored = fetch_bars(settings)
-    for interval, reference in coinbase_bars.items():
-        assert_equal_to_reference(stored[stored["interval"] == interval], reference)
+    assert_reference_bars(settings, coinbase_bars)

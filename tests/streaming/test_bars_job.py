@@ -221,8 +221,8 @@ def test_a_failing_sink_fails_the_batch_and_the_rerun_completes_it(
     produce_ticks(
         fresh_env, [tick(symbol, "2023-09-05T10:00:05", 50.0), tick(symbol, "2023-09-05T10:01:05", 51.0)]
     )
-    broken = fresh_env.model_copy(
-        update={"influx_url": "http://127.0.0.1:9", "sink_retry_attempts": 2, "sink_retry_backoff_s": 0.05}
+    broken = fresh_env.model_copy(  # unreachable InfluxDB: an outage, waited for up to sink_outage_max_s
+        update={"influx_url": "http://127.0.0.1:9", "sink_outage_max_s": 1.0, "sink_retry_backoff_s": 0.05}
     )
     with pytest.raises(StreamingQueryException):
         run_available_now(spark, broken)

@@ -99,6 +99,20 @@ class PostgresBarSink:
         return self._conn
 
 
+def ping(dsn: str) -> None:
+    """Connect to the database and run ``SELECT 1``.
+
+    Raises:
+        psycopg2.Error: the database is unreachable or failed.
+    """
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+    finally:
+        conn.close()
+
+
 def finalisation_lower_bound(previous: datetime | None, longest: timedelta) -> datetime | None:
     """Earliest ``window_start`` a bar not yet final can have when the watermark was ``previous``: every
     bar ending at or before ``previous`` was finalised then. ``None`` (scan all) when unknown."""
