@@ -148,7 +148,7 @@ class TickBatchWriter:
         if self.settings.stream_store_ticks:
             # wait out a PostgreSQL outage here, so that no executor core is held by a task waiting for it
             with_retries(self.settings, "tick_data", ping, postgres_dsn(self.settings))
-            is_rejected = F.col("reason").isNotNull()
+            is_rejected = ~F.col("valid")
             slim = parsed.select(  # the Kafka record goes to Python only when it is rejected
                 *TICK_DATA_COLUMNS,
                 *[
