@@ -141,6 +141,18 @@ def test_page_loads_without_console_errors_and_draws_every_panel(
     names = {t["name"] for t in shown["traces"]}
     assert {"OHLC", "VWAP", "Bollinger (20, 2)", "Volume", "RSI 14", "MACD", "Signal", "Histogram"} <= names
     assert "Predicted close" in names and "Anomaly" in names
+    traces = {t["name"]: t for t in shown["traces"]}
+    # the prediction: the seeded naive model's next closes (the last 6 closes, one bar later) and its band
+    assert traces["Predicted close"]["y"] == list(hour["close"].iloc[-6:])
+    assert traces["Prediction band"]["y"] == pytest.approx(list(hour["close"].iloc[-6:] * 0.999))
+    # Bollinger (20, 2): lower (the legend trace) and upper around the middle wherever the window is full
+    ind = seeded.indicators[(BTC, "1m")]
+    lower, upper = traces["Bollinger (20, 2)"]["y"], traces["BB upper"]["y"]
+    full = ind["bb_lower"].notna().to_numpy()
+    assert sum(v is not None for v in lower) == full.sum() > 0
+    assert all(lo < up for lo, up, ok in zip(lower, upper, full, strict=True) if ok)
+    # drawn in the candle panel: Bollinger upper, lower, middle, VWAP and the predicted close at least
+    assert wait_for(page, lambda: page.execute_script(DRAWN_LINES_JS, "xy")) >= 5
     assert wait_for(page, lambda: page.execute_script(DRAWN_LINES_JS, "x3y3")) >= 1  # RSI
     assert wait_for(page, lambda: page.execute_script(DRAWN_LINES_JS, "x4y4")) >= 2  # MACD and signal
     rsi = next(t for t in shown["traces"] if t["name"] == "RSI 14")
