@@ -41,6 +41,7 @@ def test_migrate_renames_keys_creates_topics_and_deletes_legacy_topics(stack: Se
     legacy = [f"{legacy_prefix}{m}min" for m in (1, 5, 15)]
     for future in admin.create_topics([NewTopic(t, num_partitions=1) for t in legacy]).values():
         future.result(timeout=15)
+    assert set(legacy) <= topics_when(admin, lambda names: set(legacy) <= names)  # an upgraded broker's state
     client = redis.Redis.from_url(settings.redis_url)
     renamed, superseded, other = f"M{token}-USD", f"N{token}-USD", f"aggregated_other:{token}"
     client.set(f"aggregated:{renamed}:1m", b"old-1m", ex=300)
