@@ -238,7 +238,9 @@ class StageEpisodes:
     episode (severity of the last window's p99; raised to critical once while it lasts, never lowered),
     ``breach_windows`` healthy windows in a row clear it. Warm-up: nothing opens before the (stage, symbol)
     had one healthy window. So one slow tick, one slow batch or a start never alarms, and a sustained
-    breach gives one anomaly, not one per tick.
+    breach gives one anomaly, not one per tick. The price of the warm-up rule: a stage that is past its
+    threshold from its very first window is never armed (it shows in the histogram, the InfluxDB points
+    and the dashboard's health panel, not as an anomaly).
     """
 
     rules: dict[Stage, LatencyRule]
