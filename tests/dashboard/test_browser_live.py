@@ -42,8 +42,8 @@ from infra.local.servers import ApiServer, DashboardServer
 from streaming_jobs.anomalies.watchdog import FreshnessWatchdog
 from tests.conftest import REPO_ROOT, isolated_settings
 from tests.dashboard.test_browser import candles, severe_console_entries, wait_for
-from tests.streaming.support import export_series
-from tests.streaming.test_restart import TICKFLOW, child_env
+from tests.streaming_jobs.bars.support import export_series
+from tests.streaming_jobs.test_restart import TICKFLOW, child_env
 from tickflow.latency import Stage, latency_rules
 from tickflow.settings import Settings
 

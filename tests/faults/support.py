@@ -26,7 +26,7 @@ from infra.local.cluster import ClusterBroker, SparkWorker
 from infra.local.process import pid_alive, read_pid
 from infra.local.services import Service, StatePaths
 from tests.conftest import REPO_ROOT
-from tests.streaming.support import assert_equal_to_reference, fetch_bars
+from tests.streaming_jobs.bars.support import assert_equal_to_reference, fetch_bars
 from tickflow.settings import Settings
 
 TRADES: Final = 5882

@@ -28,7 +28,7 @@ from tests.faults.support import (
     stop,
     wait_until,
 )
-from tests.streaming.support import topic_records
+from tests.streaming_jobs.bars.support import topic_records
 
 pytestmark = [pytest.mark.faults, pytest.mark.spark]
 

@@ -42,7 +42,7 @@ from tests.faults.support import (
     wait_until,
 )
 from tests.reference_bars import load_trades_csv, reference_bars
-from tests.streaming.support import topic_records
+from tests.streaming_jobs.bars.support import topic_records
 from tickflow.keys import bar_key
 from tickflow.settings import Settings
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.compose import COMPOSE_FILE, ENV_EXAMPLE, load_compose, read_env_file, variables
+from tests.infra.deploy.compose import COMPOSE_FILE, ENV_EXAMPLE, load_compose, read_env_file, variables
 
 # Stand-ins for the secrets `.env.example` leaves blank (compose refuses to start without them).
 SECRET_STAND_IN = "not-a-real-secret"

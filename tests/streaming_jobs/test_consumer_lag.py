@@ -12,7 +12,7 @@ from pyspark.sql import SparkSession
 
 from streaming_jobs.bars.metrics import CONSUMER_LAG, install_progress_metrics
 from streaming_jobs.source import read_topic
-from tests.streaming.support import produce
+from tests.streaming_jobs.bars.support import produce
 from tickflow.settings import Settings
 
 pytestmark = pytest.mark.spark

@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY
 from streaming_jobs.anomalies.watchdog import FreshnessWatchdog
 from streaming_jobs.lag import GROUP_LAG, GroupLagMonitor
 from tests.conftest import isolated_settings
-from tests.streaming.support import export_series, topic_records
+from tests.streaming_jobs.bars.support import export_series, topic_records
 from tickflow.anomaly import Anomaly, AnomalyType
 from tickflow.keys import bar_key
 from tickflow.settings import Settings

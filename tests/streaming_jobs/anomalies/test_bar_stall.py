@@ -20,7 +20,7 @@ from confluent_kafka import Producer
 from infra.local.sandbox import free_port
 from streaming_jobs.anomalies.watchdog import FreshnessWatchdog
 from tests.conftest import REPO_ROOT, isolated_settings
-from tests.streaming.test_restart import TICKFLOW, child_env
+from tests.streaming_jobs.test_restart import TICKFLOW, child_env
 from tickflow.anomaly import Anomaly
 from tickflow.schemas import Tick
 from tickflow.settings import Settings

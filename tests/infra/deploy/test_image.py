@@ -13,7 +13,7 @@ from prometheus_client import start_http_server
 
 from infra.local.sandbox import free_port
 from tests.conftest import REPO_ROOT
-from tests.deploy.compose import DOCKERFILE
+from tests.infra.deploy.compose import DOCKERFILE
 
 DOCKER_DIR = REPO_ROOT / "infra" / "docker"
 

@@ -18,7 +18,7 @@ from streaming_jobs.bars import metrics
 from streaming_jobs.bars.job import start_bar_job
 from tests.conftest import COINBASE_HOUR_CSV
 from tests.reference_bars import load_trades_csv
-from tests.streaming.support import (
+from tests.streaming_jobs.bars.support import (
     assert_equal_to_reference,
     bar,
     export_series,

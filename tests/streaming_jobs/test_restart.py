@@ -23,7 +23,7 @@ from infra.topics import create_topics
 from producers.replay import replay_file
 from tests.conftest import COINBASE_HOUR_CSV, REPO_ROOT
 from tests.reference_bars import reference_bars
-from tests.streaming.support import assert_equal_to_reference, fetch_bars, topic_records
+from tests.streaming_jobs.bars.support import assert_equal_to_reference, fetch_bars, topic_records
 from tickflow.settings import Settings
 
 pytestmark = pytest.mark.spark

@@ -20,7 +20,7 @@ from streaming_jobs.bars.sinks.kafka import bar_record
 from streaming_jobs.indicators.formulas import compute_indicators
 from streaming_jobs.indicators.job import IndicatorBatchWriter, start_indicators
 from tests.reference_bars import BAR_COLUMNS
-from tests.streaming.support import export_series, topic_records
+from tests.streaming_jobs.bars.support import export_series, topic_records
 from tests.support.seed import insert_frame, transaction
 from tickflow.anomaly import Anomaly
 from tickflow.intervals import Interval

@@ -9,7 +9,7 @@ from typing import Any
 
 import pyspark
 
-from tests.deploy.compose import (
+from tests.infra.deploy.compose import (
     DOCKERFILE,
     SPARK_APP,
     service_env,

@@ -61,7 +61,7 @@ def test_macd_equals_worksheet(shared_data: Path) -> None:
 
 
 def test_columns_match_indicators_table() -> None:
-    migration = Path(__file__).resolve().parents[2] / "infra" / "db" / "migrations" / "0001_tables.sql"
+    migration = Path(__file__).resolve().parents[3] / "infra" / "db" / "migrations" / "0001_tables.sql"
     table = migration.read_text().split("CREATE TABLE indicators (")[1].split("PRIMARY KEY")[0]
     declared = [line.split()[0] for line in table.splitlines() if "double precision" in line]
     assert tuple(declared) == INDICATOR_FIELDS

@@ -8,7 +8,7 @@ from typing import Any
 
 from infra.local.cluster import BROKERS, cluster_defaults
 from infra.local.services import kraft_properties
-from tests.deploy.compose import service_env, service_settings
+from tests.infra.deploy.compose import service_env, service_settings
 from tickflow import jvm
 from tickflow.settings import Settings
 

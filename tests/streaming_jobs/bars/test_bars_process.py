@@ -18,7 +18,7 @@ import pytest
 from infra.local.sandbox import free_port
 from producers.replay import replay_file
 from tests.conftest import COINBASE_HOUR_CSV, REPO_ROOT
-from tests.streaming.support import assert_equal_to_reference, fetch_bars
+from tests.streaming_jobs.bars.support import assert_equal_to_reference, fetch_bars
 from tickflow.settings import Settings
 
 pytestmark = pytest.mark.spark

@@ -15,7 +15,7 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from tests.conftest import isolated_settings
-from tests.streaming.support import export_series, topic_records
+from tests.streaming_jobs.bars.support import export_series, topic_records
 from tickflow.anomaly import Anomaly, AnomalyType
 from tickflow.latency import (
     LatencySamples,

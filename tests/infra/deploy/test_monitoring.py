@@ -17,7 +17,7 @@ import psycopg2
 import yaml
 
 from tests.conftest import REPO_ROOT
-from tests.deploy.compose import (
+from tests.infra.deploy.compose import (
     GRAFANA_DIR,
     PROMETHEUS_FILE,
     port_setting,

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.deploy.compose import COMPOSE_FILE
+from tests.infra.deploy.compose import COMPOSE_FILE
 
 
 def check_compose_schema(path: Path) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from tests.conftest import REPO_ROOT
-from tests.deploy.compose import (
+from tests.infra.deploy.compose import (
     PORT_SETTING,
     port_setting,
     service_env,
@@ -19,7 +19,7 @@ from tests.deploy.compose import (
     tickflow_services,
     upstream,
 )
-from tests.deploy.conftest import SECRET_STAND_IN
+from tests.infra.deploy.conftest import SECRET_STAND_IN
 from tickflow.cli import app
 from tickflow.settings import LOOPBACK_HOSTS, Settings, service_address
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.deploy.compose import COMPOSE_FILE, ENV_EXAMPLE, read_env_file, variables
+from tests.infra.deploy.compose import COMPOSE_FILE, ENV_EXAMPLE, read_env_file, variables
 
 SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET|API_KEY", re.IGNORECASE)
 URL_PASSWORD = re.compile(r"://[^:/@\s]+:(?P<password>[^@\s]+)@")

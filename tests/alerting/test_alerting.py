@@ -21,8 +21,8 @@ from alerting.record import Status
 from alerting.routing import Channel, Cooldown, route
 from alerting.service import Alerter, run_alerts
 from infra.local.sandbox import free_port
-from tests.indicators.receivers import Webhook, smtp_server, webhook
-from tests.streaming.support import topic_records
+from tests.alerting.receivers import Webhook, smtp_server, webhook
+from tests.streaming_jobs.bars.support import topic_records
 from tickflow.anomaly import Anomaly, AnomalyType, Severity
 from tickflow.cli import app
 from tickflow.settings import Settings, get_settings

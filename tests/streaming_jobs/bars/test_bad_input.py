@@ -14,7 +14,7 @@ from pyspark.sql import SparkSession
 from streaming_jobs.bars.job import start_bar_job
 from tests.conftest import COINBASE_HOUR_CSV
 from tests.reference_bars import load_trades_csv
-from tests.streaming.support import (
+from tests.streaming_jobs.bars.support import (
     assert_equal_to_reference,
     fetch_bars,
     produce,
