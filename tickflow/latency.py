@@ -220,6 +220,7 @@ class EpisodeEvent:
 @dataclass
 class _Track:
     armed: bool = False
+    judged: int = 0
     breaches: int = 0
     healthy: int = 0
     first_breach: datetime | None = None
@@ -237,28 +238,30 @@ class StageEpisodes:
     (:meth:`LatencyRule.severity`), healthy otherwise. ``breach_windows`` breaches in a row open one
     episode (severity of the last window's p99; raised to critical once while it lasts, never lowered),
     ``breach_windows`` healthy windows in a row clear it. Warm-up: nothing opens before the (stage, symbol)
-    had one healthy window. So one slow tick, one slow batch or a start never alarms, and a sustained
-    breach gives one anomaly, not one per tick. The price of the warm-up rule: a stage that is past its
-    threshold from its very first window is never armed (it shows in the histogram, the InfluxDB points
-    and the dashboard's health panel, not as an anomaly).
+    had one healthy window or ``warmup_windows`` judged windows, whichever comes first. So one slow tick,
+    one slow batch or a start never alarms, a sustained breach gives one anomaly, not one per tick, and a
+    stage past its threshold from its very first window still alarms once its warm-up is over.
     """
 
     rules: dict[Stage, LatencyRule]
     breach_windows: int
     min_samples: int
+    warmup_windows: int
     tracks: dict[tuple[Stage, str], _Track] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StageEpisodes:
-        """The rule of ``settings`` (thresholds, ``anomaly_latency_breach_windows``, ``..._min_samples``)."""
+        """The rule of ``settings`` (thresholds, ``anomaly_latency_breach_windows``, ``..._min_samples``,
+        ``anomaly_latency_warmup_s`` in whole windows of ``anomaly_latency_window_s``)."""
         return cls(
             latency_rules(settings),
             settings.anomaly_latency_breach_windows,
             settings.anomaly_latency_min_samples,
+            math.ceil(settings.anomaly_latency_warmup_s / settings.anomaly_latency_window_s),
         )
 
     def armed(self, stage: Stage, symbol: str) -> bool:
-        """True once (stage, symbol) had a healthy window."""
+        """True once (stage, symbol) had a healthy window or ``warmup_windows`` judged windows."""
         track = self.tracks.get((stage, symbol))
         return track is not None and track.armed
 
@@ -271,6 +274,9 @@ class StageEpisodes:
         rule = self.rules[stage]
         track = self.tracks.setdefault((stage, symbol), _Track())
         severity = rule.severity(stats.p99_ms)
+        track.judged += 1
+        if track.judged > self.warmup_windows:
+            track.armed = True
         if severity is None:
             track.armed = True
             track.breaches, track.first_breach = 0, None

@@ -441,6 +441,12 @@ class Settings(BaseSettings):
         description="Windows in a row with the p99 past its threshold that raise a latency anomaly (one per "
         "episode); as many healthy windows in a row clear it.",
     )
+    anomaly_latency_warmup_s: float = Field(
+        120.0,
+        ge=0,
+        description="Warm-up of the ingest, broker and fast-path latency rules: a (stage, symbol) is judged "
+        "after its first healthy window or after this long (s), whichever comes first.",
+    )
     anomaly_latency_min_samples: int = Field(
         5, ge=1, description="Latencies a window needs to be judged by the latency rules (fewer: ignored)."
     )

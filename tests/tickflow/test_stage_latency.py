@@ -80,12 +80,20 @@ def test_samples_feed_the_histogram_and_drain_per_stage_and_symbol() -> None:
 
 
 def test_warm_up_breaches_are_not_anomalies() -> None:
-    """Before the first healthy window (a start: the JVM, a first connection) nothing is raised, however
-    long it lasts; the rule arms on the first healthy window."""
+    """Before the first healthy window (a start: the JVM, a first connection) nothing is raised during the
+    warm-up; the rule arms on the first healthy window."""
     rule = StageEpisodes.from_settings(DEFAULTS)
+    assert rule.warmup_windows == 12  # 120 s of 10 s windows
     assert feed(rule, [5_000.0] * 6) == []
     assert not rule.armed(Stage.FAST_PATH, "BTC-USD")
     assert feed(rule, [20.0]) == [] and rule.armed(Stage.FAST_PATH, "BTC-USD")
+
+
+def test_a_stage_slow_from_its_first_window_alarms_once_the_warm_up_is_over() -> None:
+    rule = StageEpisodes.from_settings(DEFAULTS)
+    events = feed(rule, [5_000.0] * 20)
+    assert [(index, event.state) for index, event in events] == [(14, "open")]  # windows 13-15 breach
+    assert events[0][1].severity == "critical"
 
 
 def test_one_slow_window_is_no_anomaly() -> None:
