@@ -122,4 +122,7 @@ def test_a_healthy_pipeline_raises_no_latency_anomaly(pipeline: Settings) -> Non
     per-bar receipt -> visible rule flagged every bar; per-stage latency does not judge bars."""
     anomalies = all_items(pipeline, "/anomalies", symbol="BTC-USD", since="2023-09-05T00:00:00Z")
     assert anomalies  # the hour has price/volume/RSI anomalies
-    assert not {a["anomaly_type"] for a in anomalies} & {"pipeline_latency", "bar_freshness"}
+    latency_types = {"pipeline_latency", "bar_freshness"} | {
+        f"{s}_latency" for s in ("ingest", "broker", "fast_path")
+    }
+    assert not {a["anomaly_type"] for a in anomalies} & latency_types
