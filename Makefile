@@ -14,7 +14,7 @@ run: install system-deps jars
 	$(BIN)/tickflow run
 
 test: install system-deps jars lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=25
 
 # the unit tier alone: every test that needs no service (Kafka, PostgreSQL, Redis, Spark, Chromium)
 test-unit: install

@@ -205,6 +205,7 @@ def run_alerts(settings: Settings, stop: threading.Event, exit_when_idle_s: floa
     finally:
         consumer.close()
         dlq.flush(10)
+        dlq.close()
         conn.close()
     return handled
 

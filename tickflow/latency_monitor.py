@@ -120,6 +120,8 @@ class AnomalyWriter:
     def close(self) -> None:
         if self._producer is not None:
             self._producer.flush(10)
+            self._producer.close()
+            self._producer = None
         if self._redis is not None:
             self._redis.close()
         if self._conn is not None:

@@ -285,6 +285,7 @@ class FreshnessWatchdog:
             self._thread.join(10)
         self._ticks.close()
         self._producer.flush(10)
+        self._producer.close()
         self._redis.close()
         self._influx.close()
         if self._conn is not None:

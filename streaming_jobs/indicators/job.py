@@ -296,6 +296,7 @@ class IndicatorBatchWriter:
         if self._conn is not None:
             self._conn.close()
         self._producer.flush(10)
+        self._producer.close()
         self._influx.close()
         self._redis.close()
 

@@ -50,7 +50,9 @@ from tickflow.settings import Settings
 pytestmark = [pytest.mark.browser, pytest.mark.spark]
 
 REDIS_DB = 14
-SYMBOL = "BTC-USD"
+SYMBOL = "SOL-USD"
+"""Not the seeded BTC-USD of the package's other tests: Redis pub/sub channels are server-wide (not per
+database), so this pipeline's live bars would reach the package's API server too."""
 MARGIN_S = 30.0
 """``anomaly_bar_freshness_margin_s``: threshold = the 1 s trigger + 30 s. On an idle machine a batch takes
 1-3 s, but on a loaded 2-core machine (Spark, Chromium, the API, the dashboard, maybe another test run) a
