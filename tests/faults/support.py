@@ -24,9 +24,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from infra.local.cluster import ClusterBroker, SparkWorker
 from infra.local.process import pid_alive, read_pid
+from infra.local.servers import ApiServer
 from infra.local.services import Service, StatePaths
 from tests.conftest import REPO_ROOT
 from tests.streaming_jobs.bars.support import assert_equal_to_reference, fetch_bars
+from tickflow.schemas import BAR_FLOAT_FIELDS
 from tickflow.settings import Settings
 
 TRADES: Final = 5882
@@ -211,6 +213,37 @@ def assert_reference_bars(settings: Settings, reference: dict[str, pd.DataFrame]
     stored = fetch_bars(settings)
     for interval, bars in reference.items():
         assert_equal_to_reference(stored[stored["interval"] == interval], bars)
+
+
+def assert_api_serves_reference(settings: Settings, reference: dict[str, pd.DataFrame], log: Path) -> None:
+    """A real API process on ``settings`` serves, at ``GET /api/v1/bars/BTC-USD``, bars of every interval
+    equal to ``reference`` (all pages).
+
+    Raises:
+        AssertionError: a page failed, or a served bar is missing, extra or different.
+    """
+    server = ApiServer(settings, log).start(timeout_s=120)
+    try:
+        for interval, bars in reference.items():
+            items: list[dict] = []
+            cursor = None
+            while True:
+                params = {"interval": interval, "limit": 1000, **({"cursor": cursor} if cursor else {})}
+                response = httpx.get(f"{server.url}/api/v1/bars/BTC-USD", params=params, timeout=30)
+                assert response.status_code == 200, response.text
+                page = response.json()
+                items += page["items"]
+                cursor = page["next_cursor"]
+                if cursor is None:
+                    break
+            served = pd.DataFrame(items)
+            for name in BAR_FLOAT_FIELDS:
+                served[name] = served[name].astype(float)
+            for name in ("window_start", "window_end", "first_trade_time", "last_trade_time"):
+                served[name] = pd.to_datetime(served[name], utc=True).astype("datetime64[us, UTC]")
+            assert_equal_to_reference(served, bars)
+    finally:
+        server.stop()
 
 
 def bar_job_metric(settings: Settings, sample: str, **labels: str) -> float | None:

@@ -1,5 +1,5 @@
 """SIGKILL of one Spark worker (and its executor) in the middle of the bar job on the standalone cluster:
-the job goes on with the other worker and the bars equal the reference."""
+the job goes on with the other worker, the bars equal the reference, and the REST API serves them."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from tests.faults.support import (
     TICKFLOW,
     TRADES,
     Cluster,
+    assert_api_serves_reference,
     assert_reference_bars,
     one_minute_trades,
     replay_all,
@@ -52,3 +53,4 @@ def test_sigkill_of_a_spark_worker_mid_job(
     assert code == 0, log.read_text()[-3000:]
     assert "Lost executor" in log.read_text(), "the driver never lost the killed worker's executor"
     assert_reference_bars(settings, coinbase_bars)
+    assert_api_serves_reference(settings, coinbase_bars, tmp_path / "api.log")
