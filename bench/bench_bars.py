@@ -8,12 +8,15 @@ It starts a throw-away local stack (broker, PostgreSQL, Redis, VictoriaMetrics) 
    job (warm JVM, ``spark_master`` from the settings, default ``local[2]``) processes them with
    ``availableNow`` twice: the whole application (bars + raw ticks into ``tick_data``) and bars only
    (``stream_store_ticks`` off). ticks/s = ticks / wall time of the run. Profile steps take the plan
-   apart on the same ticks, one query alone each: JSON parse without checks (the floor of any plan that
-   parses JSON), parse + validity, the bars query without the ticks query beside it (the cost of the
-   second read of the topic).
+   apart on the same ticks, one query alone each: the Kafka read without a parse (the source's floor),
+   JSON parse without checks (the floor of any plan that parses JSON), parse + validity, the bars query
+   with the previous plan's open/close order (a struct: every aggregation step sort-based) and with
+   today's (one decimal: hash aggregation), the bars query without the ticks query beside it (the cost of
+   the second read of the topic).
 2. Ceiling: the same ticks aggregated into the same 1/5/15-minute bars by pandas in this one process, from
    the in-memory columns and from the JSON wire records (parse included).
-3. Freshness: the job runs continuously (``trigger_interval``, default 1 s) while ticks are produced live at
+3. Freshness, twice (the whole application, then bars only): the job runs continuously
+   (``trigger_interval``, default 1 s) while a producer in a process of its own produces ticks live at
    ``--rate`` ticks/s (event time = wall clock) for ``--duration`` s. Freshness of a bar = the time its
    complete revision (trade count = ticks produced into the window) was received on Redis pub/sub minus
    its window end; also the latency of every published revision from its latest tick's event time.
@@ -25,6 +28,7 @@ Targets (issue 13): >= 100,000 ticks/s bars only and >= 50,000 ticks/s with tick
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import shutil
 import sys
@@ -32,9 +36,12 @@ import threading
 import time
 import uuid
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from multiprocessing import Queue
 from pathlib import Path
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root: stages, infra.local
 
@@ -51,7 +58,7 @@ from infra.local.sandbox import make_state_dir, stack_settings
 from infra.topics import create_topics
 from producers.kafka_producer import TickProducer
 from producers.synthetic import SyntheticConfig, SyntheticSource
-from streaming_jobs.bars.aggregate import compute_bars
+from streaming_jobs.bars import aggregate
 from streaming_jobs.bars.finality import delay_ms
 from streaming_jobs.bars.job import BARS_QUERY, start_bar_job
 from streaming_jobs.bars.parse import TICK_SCHEMA, parse_ticks, valid_ticks
@@ -129,24 +136,34 @@ def run_available_now(spark: SparkSession, settings: Settings) -> RunResult:
 
 
 def run_one_query(spark: SparkSession, settings: Settings, step: str) -> RunResult:
-    """Profile step: one query alone over the tick topic (availableNow) into a counting sink: ``json``
-    (``from_json`` of every record, no checks: the parse floor), ``parse`` (``parse_ticks``, valid ticks
-    only), or ``bars`` (the bars query with its sinks, no ticks query beside it)."""
+    """Profile step: one query alone over the tick topic (availableNow) into a counting sink: ``raw`` (the
+    Kafka records, no parse: the source's floor), ``json`` (``from_json`` of every record, no checks: the
+    parse floor), ``parse`` (``parse_ticks``, valid ticks only), ``bars`` (the bars query with its sinks,
+    no ticks query beside it) or ``bars-struct`` (the same with the previous plan's open/close order, a
+    struct, which made every aggregation step a ``SortAggregate``)."""
     raw = read_topic(spark, settings, settings.topic_ticks)
     writer = None
-    if step == "json":
+    if step == "raw":
+        frame = raw.select("value", "timestamp")
+        stream = frame.writeStream.foreachBatch(lambda batch, _: batch.count())
+    elif step == "json":
         frame = raw.select(F.from_json(F.col("value").cast("string"), TICK_SCHEMA).alias("t")).select("t.*")
         stream = frame.writeStream.foreachBatch(lambda batch, _: batch.count())
     elif step == "parse":
         frame = valid_ticks(parse_ticks(raw, settings.max_clock_skew_s))
         stream = frame.writeStream.foreachBatch(lambda batch, _: batch.count())
     else:
-        frame = compute_bars(
-            valid_ticks(parse_ticks(raw, settings.max_clock_skew_s)),
-            settings.interval_list,
-            settings.watermark,
-            delay_ms(settings.watermark),
-        )
+        struct_order = F.struct("event_time", "partition", "offset")
+        previous = step == "bars-struct"
+        with (
+            mock.patch.object(aggregate, "ordering_key", lambda: struct_order) if previous else nullcontext()
+        ):
+            frame = aggregate.compute_bars(
+                valid_ticks(parse_ticks(raw, settings.max_clock_skew_s)),
+                settings.interval_list,
+                settings.watermark,
+                delay_ms(settings.watermark),
+            )
         writer = BarBatchWriter(settings)
         stream = frame.writeStream.outputMode("update").foreachBatch(writer)
     started = time.perf_counter()
@@ -196,47 +213,51 @@ def ceiling(trades: list[dict], intervals: list[Interval]) -> tuple[float, float
     return aggregate_rate, parse_rate
 
 
-class LiveProducer(threading.Thread):
-    """Produces ``rate`` ticks/s with event time = now, counting ticks per (symbol, interval, window)."""
+@dataclass
+class LiveRun:
+    """What a live producer sent: ticks per (symbol, interval name, window start µs), and when (µs)."""
 
-    def __init__(self, settings: Settings, symbols: int, rate: float, duration_s: float) -> None:
-        super().__init__(daemon=True)
-        self.settings, self.rate, self.duration_s = settings, rate, duration_s
-        self.symbols = [f"LIVE{i:03d}-USD" for i in range(symbols)]
-        self.counts: Counter[tuple[str, str, int]] = Counter()
-        self.started_us = self.ended_us = 0
-        self.sent = 0
+    counts: Counter[tuple[str, str, int]]
+    started_us: int
+    ended_us: int
+    sent: int
 
-    def run(self) -> None:
-        producer = TickProducer(self.settings)  # linger.ms from the settings, like the real producers
-        intervals = self.settings.interval_list
-        rng = np.random.default_rng(7)
-        begin = time.time()
-        self.started_us = int(begin * 1e6)
-        while (now := time.time()) - begin < self.duration_s:
-            due = int((now - begin) * self.rate) - self.sent
-            if due <= 0:
-                time.sleep(0.002)
-                continue
-            picks = rng.integers(0, len(self.symbols), due)
-            t_us = int(now * 1e6)
-            values, keys = [], []
-            for k in picks:
-                symbol = self.symbols[k]
-                self.sent += 1
-                trade = {
-                    "exchange": "synthetic", "symbol": symbol, "raw_symbol": symbol,
-                    "price": float(100 + rng.random()), "size": 1.0, "side": "buy",
-                    "trade_id": str(self.sent), "event_time": t_us,
-                }  # fmt: skip
-                values.append(wire(trade, t_us))
-                keys.append(symbol.encode())
-                for interval in intervals:
-                    self.counts[(symbol, interval.name, t_us - t_us % interval.micros)] += 1
-            producer.send_many(self.settings.topic_ticks, values, keys)
-            producer.poll(0)
-        self.ended_us = int(time.time() * 1e6)
-        producer.flush()
+
+def live_produce(settings: Settings, symbols: list[str], rate: float, duration_s: float, out: Queue) -> None:
+    """Produce ``rate`` ticks/s with event time = now for ``duration_s``, then put the ``LiveRun`` on ``out``.
+
+    Runs in a process of its own, as a producer does in a deployment: in the driver's process it would
+    compete with the job's Python threads for the interpreter lock."""
+    producer = TickProducer(settings)  # linger.ms from the settings, like the real producers
+    intervals = settings.interval_list
+    rng = np.random.default_rng(7)
+    counts: Counter[tuple[str, str, int]] = Counter()
+    sent = 0
+    begin = time.time()
+    while (now := time.time()) - begin < duration_s:
+        due = int((now - begin) * rate) - sent
+        if due <= 0:
+            time.sleep(0.002)
+            continue
+        t_us = int(now * 1e6)
+        values, keys = [], []
+        for k in rng.integers(0, len(symbols), due):
+            symbol = symbols[k]
+            sent += 1
+            trade = {
+                "exchange": "synthetic", "symbol": symbol, "raw_symbol": symbol,
+                "price": float(100 + rng.random()), "size": 1.0, "side": "buy",
+                "trade_id": str(sent), "event_time": t_us,
+            }  # fmt: skip
+            values.append(wire(trade, t_us))
+            keys.append(symbol.encode())
+            for interval in intervals:
+                counts[(symbol, interval.name, t_us - t_us % interval.micros)] += 1
+        producer.send_many(settings.topic_ticks, values, keys)
+        producer.poll(0)
+    ended_us = int(time.time() * 1e6)
+    producer.flush()
+    out.put(LiveRun(counts, int(begin * 1e6), ended_us, sent))
 
 
 class BarListener(threading.Thread):
@@ -264,36 +285,40 @@ def freshness(
     spark: SparkSession, settings: Settings, symbols: int, rate: float, duration_s: float, warmup_s: float
 ) -> dict:
     live = with_topics(settings, "live")
-    producer = LiveProducer(live, symbols, rate, warmup_s + duration_s)
-    listener = BarListener(live, producer.symbols)
+    names = [f"LIVE{i:03d}-USD" for i in range(symbols)]
+    listener = BarListener(live, names)
     listener.start()
     job = start_bar_job(spark, live, available_now=False)
     time.sleep(5)  # first batches of the queries
+    context = multiprocessing.get_context("spawn")
+    out = context.Queue()
+    producer = context.Process(target=live_produce, args=(live, names, rate, warmup_s + duration_s, out))
     producer.start()
+    run: LiveRun = out.get(timeout=warmup_s + duration_s + 120)
     producer.join()
     time.sleep(8)  # let the job catch up with the last ticks
     job.stop()
     listener.stop.set()
     listener.join()
 
-    measured_from = producer.started_us + int(warmup_s * 1e6)
+    measured_from = run.started_us + int(warmup_s * 1e6)
     complete_at: dict[tuple[str, str, int], float] = {}
     latencies = []
     for received, bar in listener.received:
         key = (bar["symbol"], bar["interval"], micros(bar["window_start"]))
         if micros(bar["last_trade_time"]) >= measured_from:
             latencies.append(received - micros(bar["last_trade_time"]) / 1e6)
-        if key not in complete_at and bar["trade_count"] == producer.counts.get(key):
+        if key not in complete_at and bar["trade_count"] == run.counts.get(key):
             complete_at[key] = received
     fresh: dict[str, list[float]] = {}
-    for (symbol, name, start), _count in producer.counts.items():
+    for (symbol, name, start), _count in run.counts.items():
         end = start + Interval.parse(name).micros
-        if start < measured_from or end > producer.ended_us:
+        if start < measured_from or end > run.ended_us:
             continue  # window not entirely inside the run
         received = complete_at.get((symbol, name, start))
         fresh.setdefault(name, []).append(received - end / 1e6 if received else float("inf"))
     return {
-        "sent": producer.sent,
+        "sent": run.sent,
         "duration_s": duration_s,
         "fresh": fresh,
         "latency": latencies,
@@ -303,6 +328,32 @@ def freshness(
 
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
+
+
+def print_freshness(
+    label: str, live: dict, args: argparse.Namespace, trigger: str, ticks_trigger: str
+) -> None:
+    print(
+        f"\n== freshness, {label}: {live['sent']:,} ticks live at {args.rate:,.0f}/s, "
+        f"measured {live['duration_s']:.0f} s after {args.warmup:.0f} s, "
+        f"trigger {trigger} (ticks query {ticks_trigger}) =="
+    )
+    for name, values in sorted(live["fresh"].items(), key=lambda kv: Interval.parse(kv[0])):
+        missing = sum(v == float("inf") for v in values)
+        finite = [v for v in values if v != float("inf")]
+        print(
+            f"bar freshness {name:>3} (window end -> complete bar on Redis): n={len(values):4d} "
+            f"p50={pct(finite, 50):.2f} s p99={pct(finite, 99):.2f} s "
+            f"max={max(finite, default=float('nan')):.2f} s incomplete={missing}"
+        )
+    lat = live["latency"]
+    print(
+        f"revision latency (latest tick -> on Redis): n={len(lat)} p50={pct(lat, 50):.2f} s "
+        f"p99={pct(lat, 99):.2f} s"
+    )
+    one_minute = [v for v in live["fresh"].get("1m", []) if v != float("inf")]
+    verdict = "met" if pct(one_minute, 99) <= 1.5 else "NOT met"
+    print(f"target p99 <= 1.5 s at 10k ticks/s (1m bars):   {verdict}")
 
 
 def main() -> None:
@@ -342,14 +393,20 @@ def main() -> None:
         produce(bars_env, trades)
         full = run_available_now(spark, full_env)
         bars_only = run_available_now(spark, bars_env)
-        json_alone, parse_alone, bars_alone = (
+        raw_alone, json_alone, parse_alone, struct_alone, bars_alone = (
             run_one_query(spark, with_topics(base, f"{step}-alone", topic_ticks=bars_env.topic_ticks), step)
-            for step in ("json", "parse", "bars")
+            for step in ("raw", "json", "parse", "bars-struct", "bars")
         )
         aggregate_rate, parse_rate = ceiling(trades, intervals)
 
         live_settings = base.model_copy(update={"trigger_interval": args.trigger or base.trigger_interval})
-        live = freshness(spark, live_settings, args.symbols, args.rate, args.duration, args.warmup)
+        lives = {
+            label: freshness(
+                spark, live_settings.model_copy(update={"stream_store_ticks": store}),
+                args.symbols, args.rate, args.duration, args.warmup,
+            )
+            for label, store in (("bars + tick_data", True), ("bars only", False))
+        }  # fmt: skip
     finally:
         local_stack.down(base)
         shutil.rmtree(state_dir, ignore_errors=True)
@@ -357,14 +414,19 @@ def main() -> None:
     print(f"\n== throughput: {args.ticks:,} synthetic ticks, {args.symbols} symbols, bars 1/5/15 min ==")
     print(f"produce to Kafka (one Python producer):         {produce_rate:>12,.0f} ticks/s")
     steps = (
+        ("profile: Kafka read alone, no parse (count sink)", raw_alone),
         ("profile: JSON parse alone, no checks (count sink)", json_alone),
         ("profile: parse + validity alone (count sink)", parse_alone),
+        ("profile: bars query alone, struct order (previous)", struct_alone),
         ("profile: bars query alone (no ticks query)", bars_alone),
         ("job, bars + tick_data", full),
         ("job, bars only (bars + dead-letter queries)", bars_only),
     )
     for label, run in steps:
         print(f"{label + ':':<52}{run.rate:>12,.0f} ticks/s  ({run.wall_s:.1f} s, {run.batches} batches)")
+    print(
+        f"ratio bars query decimal order / struct order:        {bars_alone.rate / struct_alone.rate:>6.3f}"
+    )
     second_read = bars_only.rate / bars_alone.rate
     print(f"ratio job bars only / bars query alone (the second read): {second_read:>6.3f}")
     print(f"pandas ceiling, aggregation only:               {aggregate_rate:>12,.0f} ticks/s")
@@ -377,27 +439,8 @@ def main() -> None:
     )
     print(f"target >= 50,000 ticks/s with tick_data:        {'met' if full.rate >= 50_000 else 'NOT met'}")
 
-    print(
-        f"\n== freshness: {live['sent']:,} ticks live at {args.rate:,.0f}/s, "
-        f"measured {live['duration_s']:.0f} s after {args.warmup:.0f} s, "
-        f"trigger {args.trigger or base.trigger_interval} (ticks query {base.ticks_trigger_interval}) =="
-    )
-    for name, values in sorted(live["fresh"].items(), key=lambda kv: Interval.parse(kv[0])):
-        missing = sum(v == float("inf") for v in values)
-        finite = [v for v in values if v != float("inf")]
-        print(
-            f"bar freshness {name:>3} (window end -> complete bar on Redis): n={len(values):4d} "
-            f"p50={pct(finite, 50):.2f} s p99={pct(finite, 99):.2f} s "
-            f"max={max(finite, default=float('nan')):.2f} s incomplete={missing}"
-        )
-    lat = live["latency"]
-    print(
-        f"revision latency (latest tick -> on Redis): n={len(lat)} p50={pct(lat, 50):.2f} s "
-        f"p99={pct(lat, 99):.2f} s"
-    )
-    one_minute = [v for v in live["fresh"].get("1m", []) if v != float("inf")]
-    verdict = "met" if pct(one_minute, 99) <= 1.5 else "NOT met"
-    print(f"target p99 <= 1.5 s at 10k ticks/s (1m bars):   {verdict}")
+    for label, live in lives.items():
+        print_freshness(label, live, args, args.trigger or base.trigger_interval, base.ticks_trigger_interval)
     print(f"(measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load average {os.getloadavg()[0]:.2f})")
 
 

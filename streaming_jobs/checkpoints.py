@@ -6,7 +6,10 @@ Each query keeps its Kafka offsets (and, for the stateful ones, its state) in
 checkpoint holds are gone from the topic (the topic was deleted or recreated, retention passed them, or the
 settings point at another cluster), the query fails instead of skipping data silently. The job then stops
 with ``CheckpointMismatch`` naming the query and the fix, ``tickflow stream reset <job>``, which deletes the
-job's checkpoints so that its next run starts from ``spark_starting_offsets``.
+job's checkpoints so that its next run starts from ``spark_starting_offsets``. The same applies to a
+checkpoint whose state another version of a query wrote (its aggregation buffers changed, so Spark refuses
+the stored state schema): the reset query recomputes its bars from the topic, and the sinks' idempotent
+upserts overwrite them.
 """
 
 from __future__ import annotations
@@ -27,6 +30,11 @@ JOB_QUERIES: Final[dict[JobName, tuple[str, ...]]] = {
 """The streaming queries (and checkpoint folders) of each job."""
 
 _DATA_LOSS_MARKERS: Final = ("failOnDataLoss", "some data may have been lost", "were deleted")
+_STATE_SCHEMA_MARKERS: Final = (
+    "STATE_STORE_KEY_SCHEMA_NOT_COMPATIBLE",
+    "STATE_STORE_VALUE_SCHEMA_NOT_COMPATIBLE",
+    "STREAMING_STATEFUL_OPERATOR_NOT_MATCH_IN_STATE_METADATA",
+)
 
 
 class CheckpointMismatch(RuntimeError):
@@ -53,13 +61,18 @@ def mismatch(error: BaseException, job: JobName, settings: Settings) -> Checkpoi
     """The ``CheckpointMismatch`` that ``error`` (a failed query's exception) amounts to, or None when it is
     another failure."""
     text = str(error)
-    if not any(marker.lower() in text.lower() for marker in _DATA_LOSS_MARKERS):
+    if any(marker.lower() in text.lower() for marker in _DATA_LOSS_MARKERS):
+        cause = (
+            "holds Kafka offsets that the topic no longer has (topic deleted or recreated, records expired, "
+            f"or another cluster at {settings.kafka_bootstrap_servers})"
+        )
+    elif any(marker in text for marker in _STATE_SCHEMA_MARKERS):
+        cause = "holds state that another version of the query wrote (its aggregation changed)"
+    else:
         return None
     named = re.search(r"Identifier: (\S+)", text)
     query = named.group(1) if named else JOB_QUERIES[job][0]
     return CheckpointMismatch(
-        f"query {query!r}: its checkpoint {checkpoint(settings, query)} holds Kafka offsets that the topic "
-        f"no longer has (topic deleted or recreated, records expired, or another cluster at "
-        f"{settings.kafka_bootstrap_servers}); to start over from the topic as it is, run: "
-        f"tickflow stream reset {job}"
+        f"query {query!r}: its checkpoint {checkpoint(settings, query)} {cause}; to start over from the "
+        f"topic as it is, run: tickflow stream reset {job}"
     )

@@ -5,7 +5,9 @@ Windows are aligned to the Unix epoch and half-open: a tick at ``t`` belongs to 
 
 - ``open``/``close``: price of the earliest/latest tick ordered by (``event_time``, Kafka ``partition``,
   ``offset``), computed with ``min_by``/``max_by``, which are order-safe after a shuffle (``first``/``last``
-  are not). For ticks of one symbol (one partition, key = symbol) ties resolve to the produce order.
+  are not). For ticks of one symbol (one partition, key = symbol) ties resolve to the produce order. The
+  order is one exact ``decimal(38,0)`` (``ordering_key``), not a struct: Spark's hash aggregation needs
+  fixed-width buffers, and a struct made every aggregation step sort-based (``SortAggregate``).
 - ``high``/``low``: max/min price; ``volume`` = sum(size) (base units); ``quote_volume`` = sum(price*size)
   (quote currency); ``vwap`` = quote_volume / volume (VWAP definition, e.g. Berkowitz et al. 1988);
   ``trade_count``; ``first_trade_time``/``last_trade_time`` = min/max event time.
@@ -31,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from tickflow.intervals import Interval
@@ -39,6 +41,28 @@ from tickflow.schemas import BAR_FIELDS
 
 WATERMARK_DELAY_KEY: Final = "spark.watermarkDelayMs"
 """Column metadata Spark uses to recognise an event-time (watermark) column (``EventTimeWatermark``)."""
+
+ORDER_TYPE: Final = "decimal(38,0)"
+_EVENT_SHIFT: Final = 10**21
+_PARTITION_SHIFT: Final = 10**16
+
+
+def ordering_key() -> Column:
+    """The order of a tick within its bars as one exact ``decimal(38,0)``:
+    ``event_time`` (µs) * 10^21 + ``partition`` * 10^16 + ``offset``, i.e. (event time, partition, offset)
+    compared in that order, for event times before 2286 (16 digits; the validity rules stop at 2100),
+    partitions below 10^5 and offsets below 10^16 (300 years at a million records/s)."""
+
+    def decimal(column: Column) -> Column:
+        return column.cast(ORDER_TYPE)
+
+    def shift(power: int) -> Column:
+        return F.lit(str(power)).cast(ORDER_TYPE)  # a Python int this large is no Spark literal
+
+    event_us = decimal(F.unix_micros("event_time"))
+    partition, offset = decimal(F.col("partition")), decimal(F.col("offset"))
+    return (event_us * shift(_EVENT_SHIFT) + partition * shift(_PARTITION_SHIFT) + offset).cast(ORDER_TYPE)
+
 
 TRADE_KEY: Final = ("exchange", "symbol", "trade_id")
 """The columns that identify a trade (the de-duplication key)."""
@@ -68,7 +92,13 @@ def compute_bars(ticks: DataFrame, intervals: Sequence[Interval], watermark: str
     )
     unique = ticks.withWatermark("event_time", watermark).dropDuplicatesWithinWatermark(list(TRADE_KEY))
     exploded = unique.select(
-        "symbol", "price", "size", "event_time", "receipt_time", "partition", "offset", spec.alias("iv")
+        "symbol",
+        "price",
+        "size",
+        "event_time",
+        "receipt_time",
+        ordering_key().alias("order"),
+        spec.alias("iv"),
     )
     t_us = F.unix_micros("event_time")
     length = F.col("iv.us")
@@ -86,10 +116,9 @@ def compute_bars(ticks: DataFrame, intervals: Sequence[Interval], watermark: str
         "size",
         "event_time",
         "receipt_time",
-        "partition",
-        "offset",
+        "order",
     )
-    order = F.struct("event_time", "partition", "offset")
+    order = F.col("order")
     bars = keyed.groupBy("symbol", "interval", "window").agg(
         F.min_by("price", order).alias("open"),
         F.max("price").alias("high"),

@@ -17,10 +17,12 @@ import pandas as pd
 import psycopg2
 import pytest
 from confluent_kafka.admin import AdminClient
+from pyspark.sql import SparkSession
 
 from infra.local.sandbox import free_port
 from infra.topics import create_topics
 from producers.replay import replay_file
+from streaming_jobs.bars.job import start_bar_job
 from tests.conftest import COINBASE_HOUR_CSV, REPO_ROOT
 from tests.reference_bars import reference_bars
 from tests.streaming_jobs.bars.support import assert_equal_to_reference, fetch_bars, topic_records
@@ -134,7 +136,7 @@ def test_run_ctrl_c_run_again_continues_without_counting_twice(fresh_env: Settin
 
 
 def test_a_recreated_topic_stops_the_job_with_the_fix_and_reset_recovers(
-    fresh_env: Settings, shared_data: Path, tmp_path: Path
+    spark: SparkSession, fresh_env: Settings, shared_data: Path, tmp_path: Path
 ) -> None:
     settings = fresh_env.model_copy(update={"bars_metrics_port": free_port()})
     csv = shared_data / COINBASE_HOUR_CSV
@@ -153,7 +155,7 @@ def test_a_recreated_topic_stops_the_job_with_the_fix_and_reset_recovers(
             check=False,
         )
 
-    assert bars_job().returncode == 0
+    start_bar_job(spark, settings, available_now=True).wait()  # in-process: the checkpoint of the first run
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
     admin.delete_topics([settings.topic_ticks])[settings.topic_ticks].result(30)
     deadline = time.monotonic() + 30
