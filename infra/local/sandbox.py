@@ -55,11 +55,11 @@ def stack_settings(state_dir: Path, **overrides: object) -> Settings:
 
 
 @contextmanager
-def private_stack() -> Iterator[Settings]:
+def private_stack(**overrides: object) -> Iterator[Settings]:
     """A local stack (broker, PostgreSQL, Redis, VictoriaMetrics) of its own under a new state dir on free
-    ports (``stack_settings``); stopped, and its state dir removed, on exit."""
+    ports (``stack_settings`` with ``overrides``); stopped, and its state dir removed, on exit."""
     state_dir = make_state_dir()
-    settings = stack_settings(state_dir)
+    settings = stack_settings(state_dir, **overrides)
     try:
         local_stack.up(settings)
         yield settings

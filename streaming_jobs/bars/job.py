@@ -148,4 +148,6 @@ def run(settings: Settings, *, available_now: bool = False, serve_metrics: bool 
         job.wait(stop)
     except StreamingQueryException as exc:
         raise mismatch(exc, "bars", settings) or exc from exc
+    finally:
+        spark.stop()  # before Python exits: no listener call-back then reaches an interpreter shutting down
     log.info("bar job stopped")

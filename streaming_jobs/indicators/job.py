@@ -230,6 +230,7 @@ def run_indicators(settings: Settings, *, available_now: bool, serve_metrics: bo
         for monitor in (watchdog, group_lag):
             if monitor is not None:
                 monitor.close()
+        spark.stop()  # before Python exits: no listener call-back then reaches an interpreter shutting down
     log.info("indicator job stopped")
 
 

@@ -16,7 +16,7 @@ from infra.local.cluster import cluster_defaults, cluster_services
 from infra.local.process import pid_alive, read_pid
 from infra.local.sandbox import free_port, make_state_dir, stack_settings, with_topic_prefix
 from infra.topics import create_topics
-from tests.conftest import database
+from tests.conftest import TEST_JVM_OPTIONS, database
 from tests.faults.support import Cluster, wait_until
 from tickflow.settings import Settings
 
@@ -33,6 +33,7 @@ def cluster_settings() -> Settings:
         spark_worker_ui_ports=[free_port(), free_port()],
         producer_metrics_port=free_port(),
         bars_metrics_port=free_port(),
+        spark_java_options=TEST_JVM_OPTIONS,
     )
     return settings.model_copy(update=cluster_defaults(settings))
 

@@ -95,7 +95,9 @@ def stored_ticks_reference(settings: Settings) -> dict[str, pd.DataFrame]:
     return {name: reference_bars(trades, minutes) for name, minutes in (("1m", 1), ("5m", 5), ("15m", 15))}
 
 
-def test_run_ctrl_c_run_again_continues_without_counting_twice(fresh_env: Settings, tmp_path: Path) -> None:
+def test_run_ctrl_c_run_again_continues_without_counting_twice(
+    spark: SparkSession, fresh_env: Settings, tmp_path: Path
+) -> None:
     settings = fresh_env.model_copy(
         update={
             "symbols": ["BTC-USD", "ETH-USD"],
@@ -119,16 +121,8 @@ def test_run_ctrl_c_run_again_continues_without_counting_twice(fresh_env: Settin
     )
     assert "stopped on its own" not in output
 
-    # what the second run had not reached yet when it was stopped, from the same checkpoint
-    drain = subprocess.run(
-        [*TICKFLOW, "stream", "bars", "--available-now"],
-        env=child_env(settings),
-        cwd=REPO_ROOT,
-        capture_output=True,
-        timeout=300,
-        check=False,
-    )
-    assert drain.returncode == 0, drain.stderr.decode()[-3000:]
+    # what the second run had not reached yet when it was stopped, from the same checkpoint (in-process)
+    start_bar_job(spark, settings, available_now=True).wait()
     stored = fetch_bars(settings)
     for interval, reference in stored_ticks_reference(settings).items():
         assert len(reference) > 0
@@ -167,7 +161,9 @@ def test_a_recreated_topic_stops_the_job_with_the_fix_and_reset_recovers(
     failed = bars_job()
     assert failed.returncode == 2, failed.stderr[-3000:]
     last = failed.stderr.strip().splitlines()[-1]
-    assert last.startswith("tickflow stream bars: query ") and "holds Kafka offsets" in last
+    assert last.startswith("tickflow stream bars: query ") and "holds Kafka offsets" in last, failed.stderr[
+        -3000:
+    ]
     assert last.endswith("tickflow stream reset bars")
 
     reset = subprocess.run(
