@@ -7,7 +7,8 @@ Windows are aligned to the Unix epoch and half-open: a tick at ``t`` belongs to 
   ``offset``), computed with ``min_by``/``max_by``, which are order-safe after a shuffle (``first``/``last``
   are not). For ticks of one symbol (one partition, key = symbol) ties resolve to the produce order. The
   order is one exact ``decimal(38,0)`` (``ordering_key``), not a struct: Spark's hash aggregation needs
-  fixed-width buffers, and a struct made every aggregation step sort-based (``SortAggregate``).
+  fixed-width buffers, and a struct made every aggregation step sort-based (``SortAggregate``). On
+  two cores the two plans ran at the same speed (bench/bench_bars.py: 35,918 vs 35,967 ticks/s).
 - ``high``/``low``: max/min price; ``volume`` = sum(size) (base units); ``quote_volume`` = sum(price*size)
   (quote currency); ``vwap`` = quote_volume / volume (VWAP definition, e.g. Berkowitz et al. 1988);
   ``trade_count``; ``first_trade_time``/``last_trade_time`` = min/max event time.
