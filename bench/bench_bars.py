@@ -142,22 +142,20 @@ def run_one_query(spark: SparkSession, settings: Settings, step: str) -> RunResu
     no ticks query beside it) or ``bars-struct`` (the same with the previous plan's open/close order, a
     struct, which made every aggregation step a ``SortAggregate``)."""
     raw = read_topic(spark, settings, settings.topic_ticks)
+    counted = {  # the steps whose frame goes into a counting sink
+        "raw": lambda: raw.select("value", "timestamp"),
+        "json": lambda: raw.select(F.from_json(F.col("value").cast("string"), TICK_SCHEMA).alias("t")).select(
+            "t.*"
+        ),
+        "parse": lambda: valid_ticks(parse_ticks(raw, settings.max_clock_skew_s)),
+    }
     writer = None
-    if step == "raw":
-        frame = raw.select("value", "timestamp")
-        stream = frame.writeStream.foreachBatch(lambda batch, _: batch.count())
-    elif step == "json":
-        frame = raw.select(F.from_json(F.col("value").cast("string"), TICK_SCHEMA).alias("t")).select("t.*")
-        stream = frame.writeStream.foreachBatch(lambda batch, _: batch.count())
-    elif step == "parse":
-        frame = valid_ticks(parse_ticks(raw, settings.max_clock_skew_s))
-        stream = frame.writeStream.foreachBatch(lambda batch, _: batch.count())
+    if step in counted:
+        stream = counted[step]().writeStream.foreachBatch(lambda batch, _: batch.count())
     else:
         struct_order = F.struct("event_time", "partition", "offset")
-        previous = step == "bars-struct"
-        with (
-            mock.patch.object(aggregate, "ordering_key", lambda: struct_order) if previous else nullcontext()
-        ):
+        previous = mock.patch.object(aggregate, "ordering_key", lambda: struct_order)
+        with previous if step == "bars-struct" else nullcontext():
             frame = aggregate.compute_bars(
                 valid_ticks(parse_ticks(raw, settings.max_clock_skew_s)),
                 settings.interval_list,
