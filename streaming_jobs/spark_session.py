@@ -70,10 +70,10 @@ def build_spark(settings: Settings, app_name: str) -> SparkSession:
 def standalone_options(settings: Settings) -> dict[str, str]:
     """Options of a driver on this machine whose executors run on a Spark standalone cluster (``spark://``).
 
-    Executors get ``spark_executor_memory`` and ``spark_executor_cores``; their Python workers run this
-    interpreter (the cluster's workers are on this machine, so the venv is theirs too); the driver binds and
-    advertises loopback, where the executors fetch the ``spark.jars`` it serves. Checkpoints stay on local
-    disk, which every worker of a one-machine cluster reaches.
+    Executors get ``spark_executor_memory``, ``spark_executor_cores`` and ``spark_java_options``; their
+    Python workers run this interpreter (the cluster's workers are on this machine, so the venv is theirs
+    too); the driver binds and advertises loopback, where the executors fetch the ``spark.jars`` it serves.
+    Checkpoints stay on local disk, which every worker of a one-machine cluster reaches.
     """
     return {
         "spark.executor.memory": settings.spark_executor_memory,
@@ -82,7 +82,7 @@ def standalone_options(settings: Settings) -> dict[str, str]:
         "spark.executorEnv.PYSPARK_PYTHON": sys.executable,
         "spark.driver.host": "127.0.0.1",
         "spark.driver.bindAddress": "127.0.0.1",
-    }
+    } | ({"spark.executor.extraJavaOptions": java} if (java := settings.spark_java_options) else {})
 
 
 def _launch_own_session_gateway(conf: SparkConf) -> None:

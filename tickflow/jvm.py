@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 from typing import Final, Literal
 
@@ -52,7 +53,8 @@ def cache_dir() -> Path:
 
 
 def classpath(name: ArtifactSet) -> list[Path]:
-    """The jar files of artifact set ``name``, resolving them with Maven when not cached yet.
+    """The jar files of artifact set ``name``, resolving them with Maven when not cached yet (one resolution
+    at a time in this process: services of the local stack start from several threads).
 
     Returns:
         Absolute paths of the jars (all existing), in Maven's order.
@@ -61,6 +63,14 @@ def classpath(name: ArtifactSet) -> list[Path]:
         ClasspathError: ``mvn`` is missing, or Maven could not resolve the POM (no route to Maven Central
             and the jars not in ``~/.m2``); the one-line message names the artifacts and the fix.
     """
+    with _RESOLVING:
+        return _classpath(name)
+
+
+_RESOLVING: Final = threading.Lock()
+
+
+def _classpath(name: ArtifactSet) -> list[Path]:
     pom = pom_path(name)
     digest = hashlib.sha256(pom.read_bytes()).hexdigest()[:16]
     cached = cache_dir() / f"{name}-{digest}.classpath"

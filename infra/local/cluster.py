@@ -14,6 +14,7 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Final
 
@@ -109,10 +110,14 @@ def _cluster_id(paths: StatePaths, java: list[str]) -> str:
     """The one cluster id of the three brokers: made once (``StorageTool random-uuid``), kept in the state
     dir."""
     stored = paths.root / "kafka-cluster.id"
-    if not stored.exists():
-        stored.parent.mkdir(parents=True, exist_ok=True)
-        stored.write_text(_run_out(java, "kafka random-uuid").strip() + "\n")
-    return stored.read_text().strip()
+    with _CLUSTER_ID:  # the brokers start from threads of their own
+        if not stored.exists():
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            stored.write_text(_run_out(java, "kafka random-uuid").strip() + "\n")
+        return stored.read_text().strip()
+
+
+_CLUSTER_ID: Final = threading.Lock()
 
 
 class SparkDaemon(Service):
@@ -196,6 +201,7 @@ class SparkWorker(SparkDaemon):
     entry."""
 
     main_class = "org.apache.spark.deploy.worker.Worker"
+    starts_after = ("spark-master",)  # a worker that finds no master retries only after 5-15 s
 
     def __init__(self, node: int) -> None:
         self.node = node

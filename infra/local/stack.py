@@ -16,6 +16,7 @@ import contextlib
 import os
 import signal
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -95,16 +96,15 @@ def up(settings: Settings, *, cluster: bool = False) -> list[ServiceStatus]:
         wanted = cluster_services(settings)
     elif cluster_active(settings):
         wanted = cluster_services(settings)
-    to_start = [s for s in wanted if s.check(settings) is not None]
+    with ThreadPoolExecutor(max_workers=len(wanted), thread_name_prefix="stack-check") as pool:
+        found = dict(zip(wanted, pool.map(lambda s: s.check(settings), wanted), strict=True))
+    to_start = [s for s in wanted if found[s] is not None]
     unmanaged = [s for s in to_start if not s.managed(settings)]
     if unmanaged:
-        problems = "; ".join(f"{s.name}: {s.check(settings)}" for s in unmanaged)
+        problems = "; ".join(f"{s.name}: {found[s]}" for s in unmanaged)
         raise ServiceError(f"not managed by the local stack and not reachable: {problems}")
     ensure_installed(to_start)
-    for service in to_start:
-        service.start(settings, paths)
-    for service in to_start:
-        _wait_healthy(service, settings, paths)
+    start_services(to_start, settings, paths)
     create_database(settings)
     if cluster:
         write_profile(settings.state_dir, PROFILE, cluster_defaults(settings))
@@ -150,6 +150,30 @@ def _status(service: Service, settings: Settings, paths: StatePaths) -> ServiceS
         pid if ours else None,
         problem or (f"ok ({version})" if version else "ok"),
     )
+
+
+def start_services(to_start: list[Service], settings: Settings, paths: StatePaths) -> None:
+    """Start ``to_start`` concurrently (each in a thread, once the services it ``starts_after`` answer) and
+    wait until every one answers.
+
+    Raises:
+        ServiceError: the first service that failed to start or to become healthy.
+    """
+    starting = {service.name for service in to_start}
+    with ThreadPoolExecutor(max_workers=max(1, len(to_start)), thread_name_prefix="stack-up") as pool:
+        started: dict[str, Future[None]] = {}
+
+        def start(service: Service) -> None:
+            for name in service.starts_after:
+                if name in starting:
+                    started[name].result()
+            service.start(settings, paths)
+            _wait_healthy(service, settings, paths)
+
+        for service in to_start:  # the order of ``services()``: a service follows those it starts after
+            started[service.name] = pool.submit(start, service)
+        for future in started.values():
+            future.result()
 
 
 def _wait_healthy(service: Service, settings: Settings, paths: StatePaths) -> None:

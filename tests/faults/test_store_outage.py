@@ -1,15 +1,22 @@
 """PostgreSQL, Redis and the InfluxDB endpoint (VictoriaMetrics) each stopped for 60 s while the bar job runs
-on the standalone cluster, one after the other in one job run: the job waits for the store and goes on when
-it is back (it does not exit, and no other process stops); the outage shows in the API's ``/ready``, in the
-job's ``tickflow_store_up`` gauge and outage counter, and in its log once (one line when it starts, one when
-it ends); the bars equal the reference.
+on the standalone cluster, in one job run with the outages staggered: PostgreSQL from t = 0 to 60 s, Redis
+from 30 to 90 s, VictoriaMetrics from 60 to 120 s. The job waits for each store and goes on when it is back
+(it does not exit, and no other process stops); each outage shows in the API's ``/ready``, in the job's
+``tickflow_store_up`` gauge and outage counter, and in its log once (one line when it starts, one when it
+ends); the bars equal the reference.
 
-The Coinbase hour is replayed in four consecutive parts: the first before any outage, each other one while a
-store is down, so that the job has bars to write during every outage. PostgreSQL is stopped as soon as the
-job's queries have started, so its first batch (a cold application on the cluster, about 30 s) reaches the
-first outage instead of running before it. "Bars current" after a part: every
-trade of the parts so far is in the stored 1-minute bars, and the 1-minute topic holds the last 1-minute bar
-of those parts as the reference has it; Kafka is the last sink of a batch, so every store has it too.
+A batch writes PostgreSQL, then Redis, then InfluxDB: the batch that waits for PostgreSQL finds Redis down
+once PostgreSQL is back, and then VictoriaMetrics, so one waiting batch meets all three outages (two stores
+down at once for half of the time, as when a host with two of them goes down). A store is started again only
+once the job has found it unreachable, and never before its 60 s are over.
+
+The Coinbase hour is replayed in two parts: the first before any outage, the second while PostgreSQL is down.
+PostgreSQL is stopped as soon as the job's queries have started, so its first batch (a cold application on
+the cluster, about 30 s) reaches the outage instead of running before it. Recovery is measured for each
+store from its restart to the job's next write to it (its gauge back to 1), and for the whole from the last
+restart to "bars current": every trade of the hour is in the stored 1-minute bars, and the 1-minute topic
+holds the last 1-minute bar as the reference has it (Kafka is the last sink of a batch, so every store has
+it too).
 """
 
 from __future__ import annotations
@@ -51,9 +58,12 @@ from tickflow.settings import Settings
 pytestmark = [pytest.mark.faults, pytest.mark.spark]
 
 OUTAGE_S = 60.0
+STAGGER_S = 30.0
+"""Store n (0-based, in ``STORES`` order) is stopped at t = n * STAGGER_S and started at that + OUTAGE_S."""
 STORES: tuple[Service, ...] = (Postgres(), Redis(), VictoriaMetrics())
-"""In the order they are stopped; their names (``postgres``, ``redis``, ``influx``) are the ``store``
-label of the job's metrics, the ``store`` of its log lines and the names of ``/ready``'s checks."""
+"""In the order they are stopped (the order a batch writes them); their names (``postgres``, ``redis``,
+``influx``) are the ``store`` label of the job's metrics, the ``store`` of its log lines and the names of
+``/ready``'s checks."""
 
 
 @dataclass(frozen=True)
@@ -133,46 +143,77 @@ def start_api(settings: Settings, log: Path) -> tuple[subprocess.Popen, Settings
     return process, api
 
 
-@pytest.mark.timeout(1800)  # three outages of 60 s and their recoveries in one job run
+def outage_schedule() -> list[tuple[float, str, Service]]:
+    """``(t in s, "stop" | "start", store)`` of the staggered outages, in time order (a stop before a start
+    at the same t)."""
+    events = [(n * STAGGER_S, "stop", store) for n, store in enumerate(STORES)]
+    events += [(n * STAGGER_S + OUTAGE_S, "start", store) for n, store in enumerate(STORES)]
+    return sorted(events, key=lambda event: (event[0], event[1] == "start"))
+
+
+def store_up(settings: Settings, store: Service) -> float | None:
+    """The bar job's ``tickflow_store_up`` gauge of ``store``."""
+    return bar_job_metric(settings, "tickflow_store_up", store=store.name)
+
+
+def assert_ready_shows(api: Settings, down: set[str]) -> None:
+    """``/ready`` reports every store in ``down`` unavailable, and answers 503 exactly when PostgreSQL or
+    Redis is among them (the API never reads InfluxDB, so its outage alone keeps the API ready)."""
+    for name in down:
+        status, check = ready_check(api, name)
+        assert not check["ok"] and check["detail"].startswith("unavailable ("), check
+    expected = 503 if down & {"postgres", "redis"} else 200
+    assert status == expected, f"/ready answered {status} while {sorted(down)} were down"
+
+
+@pytest.mark.timeout(1200)  # three staggered outages of 60 s (120 s in all) and the recovery in one job run
 def test_store_outages_are_waited_out(
     cluster: Cluster, shared_data: Path, coinbase_bars: dict[str, pd.DataFrame], tmp_path: Path
 ) -> None:
     settings = cluster.settings
-    parts = split_hour(shared_data / COINBASE_HOUR_CSV, 1 + len(STORES), tmp_path)
+    before, during = split_hour(shared_data / COINBASE_HOUR_CSV, 2, tmp_path)
     job_log = tmp_path / "bars.log"
     api_process, api = start_api(settings, tmp_path / "api.log")
     job = start([*TICKFLOW, "stream", "bars"], settings, job_log)
     alive = running(job, job_log)
-    recoveries: dict[str, float] = {}
+    stopped_at: dict[str, float] = {}
+    resumed: dict[str, float] = {}
     try:
-        replay_all(settings, parts[0].csv, tmp_path / "replay-0.log", parts[0].rows, PART_CSV)
+        replay_all(settings, before.csv, tmp_path / "replay-0.log", before.rows, PART_CSV)
         wait_until(alive(lambda: "bar job started" in job_log.read_text()), 300, "the job's queries started")
-        for n, (store, part) in enumerate(zip(STORES, parts[1:], strict=True), 1):
+        assert all(store_up(settings, store) == 1 for store in STORES)
+        began = time.monotonic()
+        for at, action, store in outage_schedule():
             name = store.name
-            assert bar_job_metric(settings, "tickflow_store_up", store=name) == 1
-            cluster.stop(store)
-            stopped_at = time.monotonic()
-            replay_all(settings, part.csv, tmp_path / f"replay-{n}.log", part.rows, PART_CSV)
-            wait_until(alive(lambda s=name: bar_job_metric(settings, "tickflow_store_up", store=s) == 0), 120,
-                       f"the job waiting for {name}")  # fmt: skip
-            status, check = ready_check(api, name)
-            assert not check["ok"] and check["detail"].startswith("unavailable ("), check
-            assert status == (200 if name == "influx" else 503), f"/ready answered {status} without {name}"
-            time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - stopped_at)))
+            time.sleep(max(0.0, began + at - time.monotonic()))
+            down = set(stopped_at) - set(resumed)
+            if action == "stop":
+                cluster.stop(store)
+                stopped_at[name] = time.monotonic()
+                assert_ready_shows(api, down | {name})
+                if store is STORES[0]:  # the job has bars to write while the stores are down
+                    replay_all(settings, during.csv, tmp_path / "replay-1.log", during.rows, PART_CSV)
+                continue
+            wait_until(alive(lambda s=store: store_up(settings, s) == 0), 120, f"the job waiting for {name}")
+            time.sleep(max(0.0, stopped_at[name] + OUTAGE_S - time.monotonic()))
             assert job.poll() is None, f"the job exited without {name}:\n{job_log.read_text()[-3000:]}"
             for service in cluster_services(settings):
-                if service.name != name:
+                if service.name not in down:
                     cluster.pid(service)  # every other process of the cluster still runs
             assert outage_lines(job_log, name) == (1, 0), f"{name}: not one log line for the outage so far"
-
+            assert_ready_shows(api, down)
             cluster.restart(store)
-            restarted_at = time.monotonic()
-            wait_until(alive(lambda p=part: bars_current(settings, p)), 300, f"bars current after {name}",
-                       poll_s=1)  # fmt: skip
-            recoveries[name] = time.monotonic() - restarted_at
-            print(f"\n{name} stopped for {OUTAGE_S:.0f} s while the bar job ran: bars current again "
-                  f"{recoveries[name]:.1f} s after it was started again")  # fmt: skip
-            assert bar_job_metric(settings, "tickflow_store_up", store=name) == 1
+            outage_s = time.monotonic() - stopped_at[name]
+            resumed[name] = wait_until(alive(lambda s=store: store_up(settings, s) == 1), 120,
+                                       f"the job writing to {name} again")  # fmt: skip
+            print(f"\n{name} stopped for {outage_s:.0f} s while the bar job ran: the job wrote to it again "
+                  f"{resumed[name]:.1f} s after it was started again")  # fmt: skip
+        last_restart = time.monotonic() - resumed[STORES[-1].name]
+        wait_until(alive(lambda: bars_current(settings, during)), 300, "bars current", poll_s=1)
+        print(f"bars current {time.monotonic() - last_restart:.1f} s after the last store was started again, "
+              f"{time.monotonic() - began:.0f} s after the first outage began")  # fmt: skip
+        for store in STORES:
+            name = store.name
             assert bar_job_metric(settings, "tickflow_store_outages_total", store=name) == 1
             assert outage_lines(job_log, name) == (1, 1), f"{name}: not one log line each way for the outage"
             wait_until(lambda s=name: ready_check(api, s)[1]["ok"], 60, f"/ready: {name} ok again")
@@ -183,7 +224,7 @@ def test_store_outages_are_waited_out(
         code = stop(job)
         stop(api_process, 15)
     assert code == 0, job_log.read_text()[-3000:]
-    assert len(recoveries) == len(STORES)
+    assert len(resumed) == len(STORES)
     assert_reference_bars(settings, coinbase_bars)
     latest = orjson.loads(redis.Redis.from_url(settings.redis_url).get(bar_key("BTC-USD", "1m")) or b"{}")
     last = coinbase_bars["1m"].iloc[-1]

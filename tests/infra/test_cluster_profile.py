@@ -4,12 +4,15 @@ the checkout (explicit env vars still win); its brokers' configuration."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 from infra.local.cluster import ClusterBroker, cluster_defaults
-from infra.local.services import StatePaths
+from infra.local.services import Service, StatePaths
+from infra.local.stack import start_services
+from streaming_jobs.spark_session import standalone_options
 from tickflow.profile import clear_profile, write_profile
 from tickflow.settings import Settings
 
@@ -50,3 +53,47 @@ def test_a_cluster_broker_is_in_a_static_quorum_of_three(tmp_path: Path, no_env:
     assert config["offsets.topic.replication.factor"] == "3"
     assert config["min.insync.replicas"] == "2"
     assert config["log.dirs"] == str(tmp_path.resolve() / "kafka-2" / "data")
+
+
+def test_executors_get_the_drivers_jvm_options(tmp_path: Path, no_env: pytest.MonkeyPatch) -> None:
+    settings = Settings(_env_file=None, state_dir=tmp_path)
+    assert "spark.executor.extraJavaOptions" not in standalone_options(settings)
+    tuned = settings.model_copy(update={"spark_java_options": "-XX:TieredStopAtLevel=1"})
+    assert standalone_options(tuned)["spark.executor.extraJavaOptions"] == "-XX:TieredStopAtLevel=1"
+
+
+class _Daemon(Service):
+    """A service of this test: "starts" by noting the time, answers ``delay_s`` later."""
+
+    apt_package = "none"
+
+    def __init__(self, name: str, delay_s: float, after: tuple[str, ...], log: dict[str, float]) -> None:
+        self.name = name  # type: ignore[assignment]
+        self.starts_after = after
+        self.delay_s = delay_s
+        self.log = log
+
+    def executable(self) -> Path:
+        return Path("/bin/true")
+
+    def check(self, settings: Settings) -> str | None:
+        started = self.log.get(f"{self.name} start")
+        return None if started and time.monotonic() - started >= self.delay_s else "not yet"
+
+    def start(self, settings: Settings, paths: StatePaths) -> None:
+        self.log[f"{self.name} start"] = time.monotonic()
+        paths.pid(self.name).parent.mkdir(parents=True, exist_ok=True)
+        paths.pid(self.name).write_text(f"{os.getpid()}\n")
+
+
+def test_services_start_together_and_after_what_they_need(tmp_path: Path, no_env: pytest.MonkeyPatch) -> None:
+    log: dict[str, float] = {}
+    master = _Daemon("master", 0.5, (), log)
+    broker = _Daemon("broker", 0.5, (), log)
+    worker = _Daemon("worker", 0.1, ("master",), log)
+    settings = Settings(_env_file=None, state_dir=tmp_path)
+    began = time.monotonic()
+    start_services([master, broker, worker], settings, StatePaths(tmp_path))
+    assert log["broker start"] - log["master start"] < 0.3  # not one after the other's health
+    assert log["worker start"] - log["master start"] >= 0.5  # once the master answers
+    assert time.monotonic() - began < 1.0
