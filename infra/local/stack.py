@@ -76,7 +76,8 @@ def status(settings: Settings) -> list[ServiceStatus]:
 
 
 def up(settings: Settings, *, cluster: bool = False) -> list[ServiceStatus]:
-    """Start what is managed and not yet answering, create the database, and wait until all answer.
+    """Start what is managed and not yet answering (together: each in a thread, after the services it
+    ``starts_after``), wait until all answer, and create the database.
 
     With ``cluster``, start the cluster profile and record it as the active profile; its settings defaults
     (``infra.local.cluster.cluster_defaults``) replace the broker address, replication and Spark master.
