@@ -7,6 +7,7 @@ every topic so runs sharing a broker do not meet.
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import tempfile
@@ -22,11 +23,32 @@ TOPIC_FIELDS: Final = ("topic_ticks", "topic_dlq", "topic_bars_prefix", "topic_a
 """The ``Settings`` fields that name Kafka topics (the bar topics by their common prefix)."""
 
 
+PORT_RANGE: Final = range(20000, 29000)
+"""Where ``free_port`` picks: below Linux's ephemeral range (32768-60999 by default), so the source port of
+an outgoing connection (brokers connecting to each other as they start) cannot take a port before its server
+binds it, and clear of the stack's default ports (8000-19092, 29092-29097)."""
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 in ``PORT_RANGE`` that was free a moment ago and that this process has not
+    handed out before.
+
+    Raises:
+        RuntimeError: no such port after 1,000 tries.
+    """
+    for _ in range(1000):
+        port = random.choice(PORT_RANGE)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {PORT_RANGE} on 127.0.0.1")
 
 
 def make_state_dir() -> Path:
