@@ -23,6 +23,7 @@ from api.ws.kafka_feed import TickBatch, TickFeed
 from api.ws.limits import ConnectionLimits
 from api.ws.redis_feed import PubSubFeed
 from tickflow.clients import kafka_admin_config, postgres_dsn
+from tickflow.lag import GroupLag
 from tickflow.latency_monitor import StageMonitor
 from tickflow.settings import Settings
 
@@ -46,6 +47,8 @@ class Resources:
     tick_feed: TickFeed
     pubsub_feed: PubSubFeed
     kafka_admin: AdminClient
+    alert_lag: GroupLag
+    """The alert service's consumer lag (``/ready``)."""
     limits: ConnectionLimits
     stage_monitor: StageMonitor
     """Judges this process's broker and fast-path latencies every ``anomaly_latency_window_s``."""
@@ -96,6 +99,9 @@ async def open_resources(settings: Settings, metrics: ApiMetrics) -> AsyncIterat
         tick_feed=TickFeed(settings, deliver, metrics),
         pubsub_feed=PubSubFeed(pubsub_redis, hub, latest, metrics),
         kafka_admin=AdminClient(kafka_admin_config(settings)),
+        alert_lag=GroupLag(
+            kafka_admin_config(settings), settings.alert_consumer_group, [settings.topic_anomalies]
+        ),
         stage_monitor=StageMonitor(settings, metrics.latency),
     )
     tasks = [
@@ -113,6 +119,7 @@ async def open_resources(settings: Settings, metrics: ApiMetrics) -> AsyncIterat
         await asyncio.gather(*tasks, return_exceptions=True)
         await anyio.to_thread.run_sync(resources.tick_feed.stop)
         await anyio.to_thread.run_sync(resources.stage_monitor.close)
+        await anyio.to_thread.run_sync(resources.alert_lag.close)
         await redis.aclose()
         await pubsub_redis.aclose()
         db.close()

@@ -2,8 +2,8 @@
 
 Two kinds of readers:
 
-- Kafka consumer groups (the alert service): :func:`tickflow.lag.group_lag` (committed offsets against end
-  offsets, from an ``AdminClient``), exported as ``tickflow_consumer_group_lag_records{group, topic}`` by
+- Kafka consumer groups (the alert service): :class:`tickflow.lag.GroupLag` (committed offsets against end
+  offsets), exported as ``tickflow_consumer_group_lag_records{group, topic}`` by
   :class:`GroupLagMonitor`.
 - Spark queries: Spark's Kafka source keeps its offsets in the checkpoint, not in a group. Each query
   progress carries the batch's ``endOffset`` and the ``latestOffset`` the source saw; :func:`spark_lag`
@@ -19,11 +19,10 @@ from typing import Final
 import orjson
 import structlog
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
 from prometheus_client import Gauge
 
 from tickflow.clients import kafka_admin_config
-from tickflow.lag import TIMEOUT_S, group_lag
+from tickflow.lag import TIMEOUT_S, GroupLag
 from tickflow.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -56,11 +55,12 @@ def spark_lag(end_offset: str | None, latest_offset: str | None) -> dict[str, in
 
 
 class GroupLagMonitor:
-    """Exports :data:`GROUP_LAG` of ``groups`` every ``interval_s`` on a daemon thread."""
+    """Exports :data:`GROUP_LAG` of ``groups`` (``{group: its topics}``) every ``interval_s`` on a daemon
+    thread."""
 
-    def __init__(self, settings: Settings, groups: list[str], interval_s: float = 5.0) -> None:
-        self._admin = AdminClient(kafka_admin_config(settings))
-        self._groups = groups
+    def __init__(self, settings: Settings, groups: dict[str, list[str]], interval_s: float = 5.0) -> None:
+        config = kafka_admin_config(settings)
+        self._readers = [GroupLag(config, group, topics) for group, topics in groups.items()]
         self._interval_s = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tickflow-group-lag", daemon=True)
@@ -71,7 +71,7 @@ class GroupLagMonitor:
         Raises:
             confluent_kafka.KafkaException: the cluster did not answer.
         """
-        lags = {group: group_lag(self._admin, group) for group in self._groups}
+        lags = {reader.group: reader.read() for reader in self._readers}
         for group, topics in lags.items():
             for topic, records in topics.items():
                 GROUP_LAG.labels(group, topic).set(records)
@@ -91,4 +91,7 @@ class GroupLagMonitor:
     def close(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(TIMEOUT_S + 1)
+            self._thread.join(TIMEOUT_S * 4 + 1)
+        if not self._thread.is_alive():  # a read still under way keeps its consumer: the process is ending
+            for reader in self._readers:
+                reader.close()

@@ -19,7 +19,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from api.deps import ResourcesDep
 from api.models import Check, Health, Readiness
 from api.resources import Resources
-from tickflow.lag import group_lag
 
 READY_TIMEOUT_S = 3.0
 LAG_TIMEOUT_S = 1.0
@@ -110,8 +109,8 @@ async def _kafka(resources: Resources) -> str:
 async def _consumer_lag(resources: Resources) -> str:
     """``consumer lag: <group>/<topic> <records>, ...`` of the alert service's group; never fails the check
     (a lag that cannot be read is reported as unknown). The Spark jobs' lag is on their metrics ports."""
-    group = resources.settings.alert_consumer_group
-    read = functools.partial(group_lag, resources.kafka_admin, group, LAG_TIMEOUT_S)
+    group = resources.alert_lag.group
+    read = functools.partial(resources.alert_lag.read, LAG_TIMEOUT_S)
     try:
         lags = await anyio.to_thread.run_sync(read)
     except KafkaException as exc:

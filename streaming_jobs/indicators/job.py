@@ -217,7 +217,11 @@ def run_indicators(settings: Settings, *, available_now: bool, serve_metrics: bo
     writer = IndicatorBatchWriter(settings)
     job = BarJob([start_indicators(spark, settings, writer, available_now=available_now)], [writer])
     watchdog = None if available_now else FreshnessWatchdog(settings)
-    group_lag = None if available_now else GroupLagMonitor(settings, [settings.alert_consumer_group])
+    group_lag = (
+        None
+        if available_now
+        else GroupLagMonitor(settings, {settings.alert_consumer_group: [settings.topic_anomalies]})
+    )
     for monitor in (watchdog, group_lag):
         if monitor is not None:
             monitor.start()

@@ -1,17 +1,26 @@
 """SIGKILL of the leader of the tick partition in the middle of a replay on the three-broker cluster: the
 producer (acks=all, idempotent) loses and duplicates nothing, the killed broker rejoins the ISR, and the bar
-job running on the Spark standalone cluster produces the reference bars."""
+job running on the Spark standalone cluster produces the reference bars.
+
+Meanwhile a process reads consumer-group lag (``tickflow.lag.GroupLag``, as ``/ready`` and the indicator job
+do) of one group per ``__consumer_offsets`` partition, so some groups' coordinator is the killed broker and
+moves: the reader must answer or fail with an error, never die (librdkafka's admin OffsetFetch crashes the
+process with SIGSEGV when answered NOT_COORDINATOR, see ``tickflow/lag.py``)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import orjson
 import pandas as pd
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
-from tests.conftest import COINBASE_HOUR_CSV
+from tests.conftest import COINBASE_HOUR_CSV, REPO_ROOT
 from tests.faults.support import (
     TICKFLOW,
     TRADES,
@@ -29,6 +38,44 @@ from tests.streaming_jobs.bars.support import topic_records
 
 pytestmark = [pytest.mark.faults, pytest.mark.spark]
 
+OFFSETS_PARTITIONS = 6
+"""``offsets.topic.num.partitions`` of the local brokers (``infra.local.services.kraft_properties``)."""
+
+LAG_READER = """
+import json, pathlib, sys, time
+from confluent_kafka import KafkaException
+from tickflow.lag import GroupLag
+bootstrap, topic, stop, *groups = sys.argv[1:]
+readers = [GroupLag({"bootstrap.servers": bootstrap}, group, [topic]) for group in groups]
+reads = errors = 0
+while not pathlib.Path(stop).exists():
+    for reader in readers:
+        try:
+            reader.read(2.0)
+            reads += 1
+        except KafkaException:
+            errors += 1
+    time.sleep(0.2)
+print(json.dumps({"reads": reads, "errors": errors, "lags": {r.group: r.read(30.0) for r in readers}}))
+"""
+"""Reads the lag of ``groups`` until the file ``stop`` exists, then prints the counts and a last reading."""
+
+
+def coordinated_groups(prefix: str) -> list[str]:
+    """One group name per ``__consumer_offsets`` partition: Kafka's coordinator of a group is the leader of
+    partition ``abs(Java hashCode of the name) % partitions``."""
+    found: dict[int, str] = {}
+    for n in range(1000):
+        name = f"{prefix}{n}"
+        code = 0
+        for char in name:
+            code = (31 * code + ord(char)) & 0xFFFFFFFF
+        code = code - (1 << 32) if code >= 1 << 31 else code
+        found.setdefault(abs(code) % OFFSETS_PARTITIONS, name)
+        if len(found) == OFFSETS_PARTITIONS:
+            return sorted(found.values())
+    raise AssertionError("no group name for every __consumer_offsets partition")
+
 
 def test_sigkill_of_the_tick_partition_leader_mid_replay(
     cluster: Cluster, shared_data: Path, coinbase_bars: dict[str, pd.DataFrame], tmp_path: Path
@@ -38,6 +85,18 @@ def test_sigkill_of_the_tick_partition_leader_mid_replay(
     csv = shared_data / COINBASE_HOUR_CSV
     job_log, replay_log = tmp_path / "bars.log", tmp_path / "replay.log"
     job = start([*TICKFLOW, "stream", "bars"], settings, job_log)
+    groups = coordinated_groups(f"{topic}-lag-")
+    for group in groups:  # every partition committed at 0: the lag is every tick of the topic
+        consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": group})
+        consumer.commit(offsets=[TopicPartition(topic, p, 0) for p in range(settings.kafka_partitions)],
+                        asynchronous=False)  # fmt: skip
+        consumer.close()
+    stop_reading = tmp_path / "stop-reading"
+    bootstrap = settings.kafka_bootstrap_servers
+    reader_argv = [sys.executable, "-c", LAG_READER, bootstrap, topic, str(stop_reading)]
+    lag_reader = subprocess.Popen(
+        [*reader_argv, *groups], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     replay_argv = [*TICKFLOW, "produce", "replay", str(csv), "--format", "coinbase_csv", "--speed", "240"]
     replay = start(replay_argv, settings, replay_log)
     try:
@@ -59,6 +118,13 @@ def test_sigkill_of_the_tick_partition_leader_mid_replay(
         wait_until(lambda: all(isr == [1, 2, 3] for _, isr in cluster.partitions(topic).values()), 120,
                    f"broker {leader} back in every ISR")  # fmt: skip
 
+        stop_reading.touch()
+        out, err = lag_reader.communicate(timeout=120)
+        assert lag_reader.returncode == 0, f"the lag reader died ({lag_reader.returncode}):\n{err[-3000:]}"
+        read = json.loads(out)
+        assert read["reads"] > 0 and read["lags"] == {group: {topic: TRADES} for group in groups}, read
+        print(f"\nconsumer lag read {read['reads']} times ({read['errors']} errors) across the fault")
+
         records = topic_records(settings, topic)
         trade_ids = [orjson.loads(value)["trade_id"] for _, value in records]
         assert len(trade_ids) == TRADES, f"{len(trade_ids)} ticks in {topic}, expected {TRADES}"
@@ -69,6 +135,9 @@ def test_sigkill_of_the_tick_partition_leader_mid_replay(
         print(f"\nbroker {leader} (leader of {topic}[{partition}]) SIGKILLed at tick {at_kill}: bars current "
               f"again {recovery_s:.1f} s after the fault")  # fmt: skip
     finally:
+        stop_reading.touch()
+        if lag_reader.poll() is None:
+            lag_reader.kill()
         stop(replay)
         code = stop(job)
     assert code == 0, job_log.read_text()[-3000:]

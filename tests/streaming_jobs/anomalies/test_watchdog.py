@@ -124,7 +124,11 @@ def test_group_lag_equals_committed_offsets(settings: Settings) -> None:
     expected = sum(ends[tp.partition] - tp.offset for tp in consumer.committed(partitions, timeout=10))
     consumer.close()
     assert 0 < expected < 40
-    lags = GroupLagMonitor(settings, [group]).update()
+    monitor = GroupLagMonitor(settings, {group: [topic]})
+    try:
+        lags = monitor.update()
+    finally:
+        monitor.close()
     assert lags == {group: {topic: expected}}
     exported = REGISTRY.get_sample_value(
         "tickflow_consumer_group_lag_records", {"group": group, "topic": topic}
