@@ -54,7 +54,8 @@ def redis_kwargs(settings: Settings) -> dict[str, Any]:
 
 
 def kafka_admin_config(settings: Settings) -> dict[str, Any]:
-    """librdkafka configuration of an ``AdminClient`` (bootstrap servers and timeouts)."""
+    """librdkafka configuration of the clients that only ask the cluster (an ``AdminClient``, the consumer of
+    ``tickflow.lag.GroupLag``): bootstrap servers and timeouts."""
     return {
         "bootstrap.servers": settings.kafka_bootstrap_servers,
         "socket.connection.setup.timeout.ms": int(settings.store_connect_timeout_s * 1000),

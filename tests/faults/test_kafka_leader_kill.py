@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 import pandas as pd
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from tests.conftest import COINBASE_HOUR_CSV, REPO_ROOT
 from tests.faults.support import (
@@ -35,6 +35,7 @@ from tests.faults.support import (
     wait_until,
 )
 from tests.streaming_jobs.bars.support import topic_records
+from tickflow.settings import Settings
 
 pytestmark = [pytest.mark.faults, pytest.mark.spark]
 
@@ -56,9 +57,19 @@ while not pathlib.Path(stop).exists():
         except KafkaException:
             errors += 1
     time.sleep(0.2)
-print(json.dumps({"reads": reads, "errors": errors, "lags": {r.group: r.read(30.0) for r in readers}}))
+def settled(reader):
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return reader.read(5.0)
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+print(json.dumps({"reads": reads, "errors": errors, "lags": {r.group: settled(r) for r in readers}}))
 """
-"""Reads the lag of ``groups`` until the file ``stop`` exists, then prints the counts and a last reading."""
+"""Reads the lag of ``groups`` until the file ``stop`` exists, then prints the counts and a last reading
+(asked again for up to 60 s while the cluster settles)."""
 
 
 def coordinated_groups(prefix: str) -> list[str]:
@@ -77,6 +88,26 @@ def coordinated_groups(prefix: str) -> list[str]:
     raise AssertionError("no group name for every __consumer_offsets partition")
 
 
+def commit_at_zero(settings: Settings, topic: str, groups: list[str]) -> None:
+    """Commit offset 0 on every partition of ``topic`` for each of ``groups`` (their lag is then every
+    record of the topic), asked again while the coordinators are still loading (NOT_COORDINATOR)."""
+    for group in groups:
+        consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": group})
+        offsets = [TopicPartition(topic, p, 0) for p in range(settings.kafka_partitions)]
+
+        def committed(c: Consumer = consumer, o: list[TopicPartition] = offsets) -> bool:
+            try:
+                c.commit(offsets=o, asynchronous=False)
+            except KafkaException:
+                return False
+            return True
+
+        try:
+            wait_until(committed, 60, f"offsets of {group} committed", poll_s=0.5)
+        finally:
+            consumer.close()
+
+
 def test_sigkill_of_the_tick_partition_leader_mid_replay(
     cluster: Cluster, shared_data: Path, coinbase_bars: dict[str, pd.DataFrame], tmp_path: Path
 ) -> None:
@@ -84,19 +115,15 @@ def test_sigkill_of_the_tick_partition_leader_mid_replay(
     topic = settings.topic_ticks
     csv = shared_data / COINBASE_HOUR_CSV
     job_log, replay_log = tmp_path / "bars.log", tmp_path / "replay.log"
-    job = start([*TICKFLOW, "stream", "bars"], settings, job_log)
     groups = coordinated_groups(f"{topic}-lag-")
-    for group in groups:  # every partition committed at 0: the lag is every tick of the topic
-        consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": group})
-        consumer.commit(offsets=[TopicPartition(topic, p, 0) for p in range(settings.kafka_partitions)],
-                        asynchronous=False)  # fmt: skip
-        consumer.close()
+    commit_at_zero(settings, topic, groups)
     stop_reading = tmp_path / "stop-reading"
     bootstrap = settings.kafka_bootstrap_servers
     reader_argv = [sys.executable, "-c", LAG_READER, bootstrap, topic, str(stop_reading)]
     lag_reader = subprocess.Popen(
         [*reader_argv, *groups], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+    job = start([*TICKFLOW, "stream", "bars"], settings, job_log)
     replay_argv = [*TICKFLOW, "produce", "replay", str(csv), "--format", "coinbase_csv", "--speed", "240"]
     replay = start(replay_argv, settings, replay_log)
     try:
