@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from infra.local.services import OFFSETS_TOPIC_PARTITIONS
 from tests.conftest import COINBASE_HOUR_CSV, REPO_ROOT
 from tests.faults.support import (
     TICKFLOW,
@@ -38,9 +39,6 @@ from tests.streaming_jobs.bars.support import topic_records
 from tickflow.settings import Settings
 
 pytestmark = [pytest.mark.faults, pytest.mark.spark]
-
-OFFSETS_PARTITIONS = 6
-"""``offsets.topic.num.partitions`` of the local brokers (``infra.local.services.kraft_properties``)."""
 
 LAG_READER = """
 import json, pathlib, sys, time
@@ -82,8 +80,8 @@ def coordinated_groups(prefix: str) -> list[str]:
         for char in name:
             code = (31 * code + ord(char)) & 0xFFFFFFFF
         code = code - (1 << 32) if code >= 1 << 31 else code
-        found.setdefault(abs(code) % OFFSETS_PARTITIONS, name)
-        if len(found) == OFFSETS_PARTITIONS:
+        found.setdefault(abs(code) % OFFSETS_TOPIC_PARTITIONS, name)
+        if len(found) == OFFSETS_TOPIC_PARTITIONS:
             return sorted(found.values())
     raise AssertionError("no group name for every __consumer_offsets partition")
 
