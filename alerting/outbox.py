@@ -63,15 +63,32 @@ def enqueue(conn: psycopg2.extensions.connection, anomaly: Anomaly, channel: Cha
     return added
 
 
-def claim_due(conn: psycopg2.extensions.connection, limit: int) -> list[Entry]:
-    """Claim up to ``limit`` pending alerts whose attempt is due (oldest first) and commit the claims."""
+def database_now(conn: psycopg2.extensions.connection) -> datetime:
+    """The database's clock now (UTC-aware, microseconds), in a transaction of its own."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT clock_timestamp()")
+        (now,) = cur.fetchone()
+    conn.commit()
+    return now
+
+
+def claim_due(
+    conn: psycopg2.extensions.connection, limit: int, due_by: datetime | None = None
+) -> list[Entry]:
+    """Claim up to ``limit`` pending alerts whose attempt is due (oldest first) and commit the claims.
+
+    Args:
+        due_by: claim only alerts due at or before this time of the database's clock (default: now). A
+            delivery round passes its start, so an alert retried in the round is not attempted again in it.
+    """
     with conn.cursor() as cur:
         cur.execute(
             f"UPDATE alerts SET status = 'sending', claimed_at = clock_timestamp() WHERE ({_KEY}) IN ("
-            f" SELECT {_KEY} FROM alerts WHERE status = 'pending' AND next_attempt_at <= now()"
+            f" SELECT {_KEY} FROM alerts WHERE status = 'pending'"
+            "  AND next_attempt_at <= COALESCE(%s::timestamptz, now())"
             "  ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED)"
             f" RETURNING {_KEY}, message, attempts, claimed_at",
-            (limit,),
+            (due_by, limit),
         )
         rows = cur.fetchall()
     conn.commit()

@@ -104,9 +104,10 @@ class Alerter:
         ]
 
     def deliver_due(self) -> list[tuple[tuple, Outcome]]:
-        """One delivery round of the outbox: give up stale claims, then claim and attempt due alerts one by
-        one (oldest first), recording each attempt, until none is due, :data:`OUTBOX_BATCH` were attempted
-        or :data:`ROUND_BUDGET_S` has passed.
+        """One delivery round of the outbox: give up stale claims, then claim and attempt the alerts due at
+        the round's start one by one (oldest first), recording each attempt, until none is left,
+        :data:`OUTBOX_BATCH` were attempted or :data:`ROUND_BUDGET_S` has passed. An alert is attempted at
+        most once per round, however short its back-off.
 
         Returns:
             (row key, outcome) of each attempt.
@@ -116,8 +117,10 @@ class Alerter:
             log.warning("alerts given up: their attempt was cut short", error=outbox.OUTCOME_UNKNOWN)
         results = []
         deadline = time.monotonic() + ROUND_BUDGET_S
+        round_start = outbox.database_now(self._conn)
         while len(results) < OUTBOX_BATCH and time.monotonic() < deadline:
-            claimed = outbox.claim_due(self._conn, 1)  # one at a time: a claim is never left unattempted
+            # One at a time: a claim is never left unattempted.
+            claimed = outbox.claim_due(self._conn, 1, due_by=round_start)
             if not claimed:
                 break
             entry = claimed[0]

@@ -191,6 +191,25 @@ def test_failing_receivers_stay_pending_and_are_retried_until_max_age(
     assert rows[("SOL-USD", "webhook")] == ("failed", 1)
 
 
+def test_a_round_attempts_each_alert_once_even_without_back_off(fresh_db: Settings, receivers: tuple) -> None:
+    hook, _, _ = receivers
+    settings = alert_settings(
+        fresh_db, hook, free_port(), alert_retry_backoff_s=0.0, alert_retry_max_backoff_s=0.001
+    )
+    with psycopg2.connect(settings.postgres_dsn) as conn:
+        alerter = Alerter(settings, conn)
+        hook.failures = 100
+        outcomes = alerter.handle(anomaly(0))  # due again at once after each failure
+        assert sorted((o.channel, o.status, o.attempts) for o in outcomes) == [
+            (Channel.EMAIL, Status.PENDING, 1),
+            (Channel.WEBHOOK, Status.PENDING, 1),
+        ]
+        assert hook.requests == 1
+        assert [o.attempts for _, o in alerter.deliver_due()] == [2, 2]
+        assert hook.requests == 2
+    conn.close()
+
+
 @pytest.mark.parametrize(
     ("outage_s", "backoff_s", "max_backoff_s"),
     [
