@@ -58,8 +58,23 @@ def make_state_dir() -> Path:
     return path
 
 
+def app_ports() -> dict[str, object]:
+    """Settings values putting every port Tickflow's own processes listen on (API, dashboard, metrics of
+    the producer and the jobs) on a free port; ``api_url`` follows ``api_port``."""
+    api_port = free_port()
+    return {
+        "api_port": api_port,
+        "api_url": f"http://127.0.0.1:{api_port}",
+        "dashboard_port": free_port(),
+        "producer_metrics_port": free_port(),
+        "bars_metrics_port": free_port(),
+        "indicators_metrics_port": free_port(),
+    }
+
+
 def stack_settings(state_dir: Path, **overrides: object) -> Settings:
-    """Settings of a local stack under ``state_dir`` on free ports (env and .env ignored)."""
+    """Settings of a local stack under ``state_dir``, its services and Tickflow's processes on free ports
+    (env and .env ignored)."""
     values: dict[str, object] = {
         "state_dir": state_dir,
         "checkpoint_dir": state_dir / "checkpoints",
@@ -68,10 +83,8 @@ def stack_settings(state_dir: Path, **overrides: object) -> Settings:
         "postgres_dsn": f"postgresql://postgres@127.0.0.1:{free_port()}/tickflow",
         "redis_url": f"redis://127.0.0.1:{free_port()}/0",
         "influx_url": f"http://127.0.0.1:{free_port()}",
-        "api_port": free_port(),
-        "dashboard_port": free_port(),
+        **app_ports(),
     }
-    values["api_url"] = f"http://127.0.0.1:{values['api_port']}"
     values.update(overrides)
     return Settings(_env_file=None, **values)
 

@@ -14,7 +14,7 @@ import pytest
 from infra.local import stack as local_stack
 from infra.local.cluster import cluster_defaults, cluster_services
 from infra.local.process import pid_alive, read_pid
-from infra.local.sandbox import free_port, make_state_dir, stack_settings, with_topic_prefix
+from infra.local.sandbox import app_ports, free_port, make_state_dir, stack_settings, with_topic_prefix
 from infra.topics import create_topics
 from tests.conftest import TEST_JVM_OPTIONS, database
 from tests.faults.support import Cluster, wait_until
@@ -31,8 +31,6 @@ def cluster_settings() -> Settings:
         spark_master_port=free_port(),
         spark_master_ui_port=free_port(),
         spark_worker_ui_ports=[free_port(), free_port()],
-        producer_metrics_port=free_port(),
-        bars_metrics_port=free_port(),
         spark_java_options=TEST_JVM_OPTIONS,
     )
     return settings.model_copy(update=cluster_defaults(settings))
@@ -56,7 +54,8 @@ def cluster_stack() -> Iterator[Settings]:
 @pytest.fixture
 def cluster(cluster_stack: Settings) -> Iterator[Cluster]:
     """The cluster with every process running (one a previous test killed is started again), a migrated
-    database, topics (RF 3, min ISR 2) and a checkpoint dir of this test's own."""
+    database, topics (RF 3, min ISR 2), a checkpoint dir and the ports of Tickflow's processes (API,
+    metrics) of this test's own: a process an earlier failed test left running cannot fail this one."""
     token = uuid.uuid4().hex[:10]
     ready = Cluster(cluster_stack)
     for service in cluster_services(cluster_stack):
@@ -67,7 +66,7 @@ def cluster(cluster_stack: Settings) -> Iterator[Cluster]:
             wait_until(lambda s=service: s.check(cluster_stack) is None, 60, f"{service.name} healthy")
     with database(cluster_stack, f"t_faults_{token}") as db:
         settings = with_topic_prefix(db, f"f{token[:6]}_").model_copy(
-            update={"checkpoint_dir": cluster_stack.state_dir / "checkpoints" / token}
+            update={"checkpoint_dir": cluster_stack.state_dir / "checkpoints" / token, **app_ports()}
         )
         create_topics(settings)
         yield Cluster(settings)

@@ -9,13 +9,11 @@ from pathlib import Path
 import pytest
 
 from infra.local.run import run_processes, taken_ports
-from infra.local.sandbox import free_port, make_state_dir, stack_settings
+from infra.local.sandbox import make_state_dir, stack_settings
 
 
 def test_a_taken_port_is_named_before_anything_starts() -> None:
-    ports = ("api_port", "dashboard_port", "producer_metrics_port", "bars_metrics_port")
-    ports += ("indicators_metrics_port",)
-    settings = stack_settings(make_state_dir(), **{name: free_port() for name in ports})
+    settings = stack_settings(make_state_dir())  # every port of Tickflow's processes free
     assert taken_ports(settings) == []
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", settings.dashboard_port))
