@@ -81,7 +81,8 @@ class Settings(BaseSettings):
         75.0,
         gt=0,
         description="How long `tickflow run` lets each process stop after SIGTERM before SIGKILL (s); the "
-        "Spark jobs finish their running micro-batch first (up to 60 s).",
+        "Spark jobs finish their running micro-batch first (up to 60 s; a batch waiting for an unreachable "
+        "store gives up at once and is re-run on the next start).",
     )
 
     # --- Kafka ---------------------------------------------------------------------------------------

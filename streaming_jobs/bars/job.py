@@ -55,6 +55,9 @@ class BarJob:
     def wait(self, stop: threading.Event | None = None, poll_s: float = 0.5) -> None:
         """Block until every query has terminated or ``stop`` is set (then stop them between batches).
 
+        A batch that fails once ``stop`` is set (its writers gave up waiting for a store: ``SinkRetries``)
+        ends its query without an error: the next start re-runs it.
+
         Raises:
             pyspark.errors.StreamingQueryException: a query failed (e.g. a sink kept failing).
         """
@@ -68,6 +71,10 @@ class BarJob:
                         query.awaitTermination()  # raises the query's error
                 time.sleep(poll_s)
             for query in self.queries:
+                if stop is not None and stop.is_set() and query.exception() is not None:
+                    log.warning("query stopped during a batch; the next start re-runs the batch",
+                                query=query.name)  # fmt: skip
+                    continue
                 query.awaitTermination()
         finally:
             self.stop()
@@ -91,17 +98,26 @@ def _trigger(writer: DataStreamWriter, interval: str, available_now: bool) -> Da
     return writer.trigger(processingTime=interval)
 
 
-def start_bar_job(spark: SparkSession, settings: Settings, *, available_now: bool = False) -> BarJob:
+def start_bar_job(
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    available_now: bool = False,
+    stopping: threading.Event | None = None,
+) -> BarJob:
     """Start the ``bars`` and ``ticks`` queries on ``spark`` (the ticks query always runs: it owns the
-    dead-letter topic; ``stream_store_ticks`` only decides whether it also fills ``tick_data``)."""
+    dead-letter topic; ``stream_store_ticks`` only decides whether it also fills ``tick_data``).
+
+    ``stopping``: the event that will stop the job (``BarJob.wait``); once it is set, a batch waiting for a
+    store gives up (``SinkRetries``), so the job stops within seconds during an outage."""
     parsed: DataFrame = parse_ticks(
         read_topic(spark, settings, settings.topic_ticks), settings.max_clock_skew_s
     )
     bars = compute_bars(
         valid_ticks(parsed), settings.interval_list, settings.watermark, delay_ms(settings.watermark)
     )
-    bar_writer = BarBatchWriter(settings)
-    tick_writer = TickBatchWriter(settings)
+    bar_writer = BarBatchWriter(settings, stopping)
+    tick_writer = TickBatchWriter(settings, stopping)
     bar_stream = (
         bars.writeStream.queryName(BARS_QUERY)
         .outputMode("update")
@@ -143,7 +159,7 @@ def run(settings: Settings, *, available_now: bool = False, serve_metrics: bool 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    job = start_bar_job(spark, settings, available_now=available_now)
+    job = start_bar_job(spark, settings, available_now=available_now, stopping=stop)
     try:
         job.wait(stop)
     except StreamingQueryException as exc:

@@ -12,6 +12,7 @@ INSERT ... ON CONFLICT DO NOTHING), so they never pass through the driver; only 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import datetime
 from functools import partial
@@ -28,7 +29,7 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType
 from streaming_jobs.bars import metrics
 from streaming_jobs.bars.parse import REJECT_COLUMNS, rejected_records
 from streaming_jobs.bars.sinks.postgres import TICK_DATA_COLUMNS, insert_ticks, ping
-from streaming_jobs.bars.sinks.retry import Refused, with_retries
+from streaming_jobs.bars.sinks.retry import Refused, SinkRetries, with_retries
 from streaming_jobs.source import RAW_SCHEMA
 from tickflow.clients import postgres_dsn
 from tickflow.dead_letter import DeadLetter, raw_text
@@ -138,8 +139,11 @@ def _output(rejected: pa.RecordBatch | None, stored: int | None) -> pa.RecordBat
 class TickBatchWriter:
     """Sends rejected records to the dead-letter topic and stores valid ticks in ``tick_data``."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, stopping: threading.Event | None = None) -> None:
+        """``stopping``: the job's stop event; once set, a write of the driver waiting for a store gives up
+        (``SinkRetries``)."""
         self.settings = settings
+        self._retry = SinkRetries(settings, stopping)
         self._producer = make_producer(settings, "tickflow-bars-dlq")
 
     def __call__(self, parsed: DataFrame, batch_id: int) -> None:
@@ -147,7 +151,7 @@ class TickBatchWriter:
         store the valid ticks and return the rejected records, which the driver sends to the DLQ."""
         if self.settings.stream_store_ticks:
             # wait out a PostgreSQL outage here, so that no executor core is held by a task waiting for it
-            with_retries(self.settings, "tick_data", ping, postgres_dsn(self.settings))
+            self._retry("tick_data", ping, postgres_dsn(self.settings))
             is_rejected = ~F.col("valid")
             slim = parsed.select(  # the Kafka record goes to Python only when it is rejected
                 *TICK_DATA_COLUMNS,
@@ -164,7 +168,7 @@ class TickBatchWriter:
         if rejected:
             topic, dlq = self.settings.topic_ticks, self.settings.topic_dlq
             letters = [dead_letter({**row, "topic": row["topic"] or topic}, dlq) for row in rejected]
-            with_retries(self.settings, "dlq", produce_all, self._producer, letters)
+            self._retry("dlq", produce_all, self._producer, letters)
             for row in rejected:
                 metrics.TICKS_REJECTED.labels(row["reason"]).inc()
             log.warning("tick records rejected", batch_id=batch_id, count=len(rejected))

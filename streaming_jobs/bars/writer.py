@@ -1,7 +1,7 @@
 """The ``foreachBatch`` function of the bars query: one micro-batch of bar revisions -> every sink.
 
 Order per batch: PostgreSQL (upsert + finalisation, one transaction; the system of record) -> Redis
-(latest bars and prices, pub/sub) -> InfluxDB -> Kafka. Each write goes through ``sinks.retry.with_retries``:
+(latest bars and prices, pub/sub) -> InfluxDB -> Kafka. Each write goes through ``sinks.retry.SinkRetries``:
 while its store is unreachable (an outage) the batch waits with back-off, up to ``sink_outage_max_s``, and
 then goes on, so the query keeps running; another failure is retried ``sink_retry_attempts`` times. If a
 write still fails, the exception propagates, the batch fails and the query stops; on restart Spark re-runs
@@ -14,6 +14,7 @@ Bar revisions published are the batch's bars plus the bars this batch's watermar
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,7 +28,7 @@ from streaming_jobs.bars.sinks.influx import InfluxBarSink
 from streaming_jobs.bars.sinks.kafka import KafkaBarSink
 from streaming_jobs.bars.sinks.postgres import PostgresBarSink, finalisation_lower_bound
 from streaming_jobs.bars.sinks.redis_store import LatestPrice, RedisBarSink, iso_utc
-from streaming_jobs.bars.sinks.retry import with_retries
+from streaming_jobs.bars.sinks.retry import SinkRetries
 from tickflow.clients import postgres_dsn, redis_kwargs
 from tickflow.schemas import BAR_FIELDS, OHLCVBar
 from tickflow.settings import Settings, reveal
@@ -48,8 +49,11 @@ def latest_prices(bars: Sequence[OHLCVBar]) -> list[LatestPrice]:
 class BarBatchWriter:
     """Writes the bar revisions of each micro-batch to PostgreSQL, Redis, InfluxDB and Kafka."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, stopping: threading.Event | None = None) -> None:
+        """``stopping``: the job's stop event; once set, a write waiting for a store gives up
+        (``SinkRetries``)."""
         self.settings = settings
+        self._retry = SinkRetries(settings, stopping)
         self.tracker = WatermarkTracker(delay_ms(settings.watermark))
         self._longest = timedelta(minutes=max(settings.interval_list).minutes)
         self.postgres = PostgresBarSink(postgres_dsn(settings))
@@ -85,13 +89,13 @@ class BarBatchWriter:
             for row in rows
         ]
         since = finalisation_lower_bound(previous, self._longest)
-        finalised = with_retries(self.settings, "postgres", self.postgres.write, bars, watermark, since)
+        finalised = self._retry("postgres", self.postgres.write, bars, watermark, since)
         revisions = [*bars, *finalised]
         receipts = [iso_utc(row["last_receipt_time"]) for row in rows] + [None] * len(finalised)
-        with_retries(self.settings, "redis", self.redis.write, revisions, latest_prices(bars))
+        self._retry("redis", self.redis.write, revisions, latest_prices(bars))
         visible = datetime.now(UTC)
-        with_retries(self.settings, "influx", self.influx.write, revisions)
-        with_retries(self.settings, "kafka", self.kafka.write, revisions, receipts)
+        self._retry("influx", self.influx.write, revisions)
+        self._retry("kafka", self.kafka.write, revisions, receipts)
         for bar in revisions:
             metrics.BARS_WRITTEN.labels(bar.interval).inc()
             if bar.window_end <= visible:

@@ -54,7 +54,7 @@ from streaming_jobs.anomalies.sinks import anomaly_records, publish_anomalies, u
 from streaming_jobs.anomalies.watchdog import FreshnessWatchdog
 from streaming_jobs.bars.job import BarJob
 from streaming_jobs.bars.metrics import install_progress_metrics
-from streaming_jobs.bars.sinks.retry import with_retries
+from streaming_jobs.bars.sinks.retry import SinkRetries
 from streaming_jobs.checkpoints import checkpoint, mismatch
 from streaming_jobs.indicators import metrics
 from streaming_jobs.indicators.formulas import HISTORY_BARS
@@ -214,7 +214,7 @@ def run_indicators(settings: Settings, *, available_now: bool, serve_metrics: bo
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    writer = IndicatorBatchWriter(settings)
+    writer = IndicatorBatchWriter(settings, stop)
     job = BarJob([start_indicators(spark, settings, writer, available_now=available_now)], [writer])
     watchdog = None if available_now else FreshnessWatchdog(settings)
     group_lag = (
@@ -242,8 +242,11 @@ class IndicatorBatchWriter:
     """The ``foreachBatch`` function: anomaly rules, then every sink, each write retried
     (``sink_retry_attempts``); runs on the driver."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, stopping: threading.Event | None = None) -> None:
+        """``stopping``: the job's stop event; once set, a write waiting for a store gives up
+        (``SinkRetries``)."""
         self._settings = settings
+        self._retry = SinkRetries(settings, stopping)
         self._rules = AnomalyRules.from_settings(settings)
         self._conn: psycopg2.extensions.connection | None = None
         self._redis = redis.Redis.from_url(settings.redis_url, **clients.redis_kwargs(settings))
@@ -269,16 +272,14 @@ class IndicatorBatchWriter:
         )
         s = self._settings
         letters = [dead_letter(record, s.topic_dlq) for record in rejected.to_dict("records")]
-        with_retries(s, "indicators_dlq", produce_all, self._producer, letters)
-        with_retries(s, "indicators_postgres", self._in_postgres, upsert_indicators, rows)
-        with_retries(s, "indicators_redis", publish_indicators, self._redis, rows, s.redis_indicators_ttl_s)
-        with_retries(
-            s, "indicators_influx", write_influx, self._write_api, s.influx_bucket, s.influx_org, rows
-        )
-        with_retries(s, "anomalies_postgres", self._in_postgres, upsert_anomalies, anomalies)
+        self._retry("indicators_dlq", produce_all, self._producer, letters)
+        self._retry("indicators_postgres", self._in_postgres, upsert_indicators, rows)
+        self._retry("indicators_redis", publish_indicators, self._redis, rows, s.redis_indicators_ttl_s)
+        self._retry("indicators_influx", write_influx, self._write_api, s.influx_bucket, s.influx_org, rows)
+        self._retry("anomalies_postgres", self._in_postgres, upsert_anomalies, anomalies)
         records = anomaly_records(s.topic_anomalies, anomalies)
-        with_retries(s, "anomalies_kafka", produce_all, self._producer, records)
-        with_retries(s, "anomalies_redis", publish_anomalies, self._redis, anomalies)
+        self._retry("anomalies_kafka", produce_all, self._producer, records)
+        self._retry("anomalies_redis", publish_anomalies, self._redis, anomalies)
         metrics.record_batch(
             rows=len(rows), rejected=rejected, anomalies=anomalies, seconds=time.monotonic() - started
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from pyspark.sql import SparkSession
 from producers.replay import replay_file
 from streaming_jobs.bars import metrics
 from streaming_jobs.bars.job import start_bar_job
+from streaming_jobs.bars.sinks.outage import OUTAGES
 from tests.conftest import COINBASE_HOUR_CSV
 from tests.reference_bars import load_trades_csv
 from tests.streaming_jobs.bars.support import (
@@ -234,3 +237,38 @@ def test_a_failing_sink_fails_the_batch_and_the_rerun_completes_it(
     assert len(topic_records(fresh_env, fresh_env.bar_topic(fresh_env.interval_list[0]))) == 2
     series = export_series(fresh_env, "ohlcv_close")
     assert any(s["metric"].get("symbol") == symbol for s in series)
+
+
+def test_a_stop_while_a_store_is_unreachable_ends_the_job_and_the_next_run_completes_the_batch(
+    spark: SparkSession, fresh_env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    symbol = "STOP-USD"
+    produce_ticks(
+        fresh_env, [tick(symbol, "2023-09-05T10:00:05", 50.0), tick(symbol, "2023-09-05T10:01:05", 51.0)]
+    )
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    unreachable = fresh_env.model_copy(  # Redis down: waited for up to sink_outage_max_s (1 h)
+        update={"redis_url": f"redis://127.0.0.1:{closed.getsockname()[1]}/0"}
+    )
+    OUTAGES.up("redis")  # no outage left over from an earlier test of this process
+    stop = threading.Event()
+    job = start_bar_job(spark, unreachable, stopping=stop)
+    try:
+        deadline = time.monotonic() + 120
+        while not OUTAGES.is_down("redis"):  # the batch waiting for Redis
+            assert time.monotonic() < deadline and all(q.exception() is None for q in job.queries)
+            time.sleep(0.1)
+        stop.set()  # what SIGTERM or Ctrl-C does
+        job.wait(stop)  # no error: the unfinished batch is left to the next run
+    finally:
+        closed.close()
+    assert not any(query.isActive for query in job.queries)
+    out = capsys.readouterr().out
+    assert "sink write given up: the job is stopping" in out
+    assert "query stopped during a batch; the next start re-runs the batch" in out
+    assert topic_records(fresh_env, fresh_env.bar_topic(fresh_env.interval_list[0])) == []  # Kafka: last
+
+    run_available_now(spark, fresh_env)
+    assert len(fetch_bars(fresh_env, symbol)) == 2 + 1 + 1
+    assert len(topic_records(fresh_env, fresh_env.bar_topic(fresh_env.interval_list[0]))) == 2

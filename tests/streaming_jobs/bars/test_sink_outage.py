@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import itertools
 import socket
+import threading
+import time
 
 import psycopg2
 import pytest
 import redis
 
 from streaming_jobs.bars.sinks.outage import STORE_DOWN_SECONDS, STORE_OUTAGES, STORE_UP, unreachable_store
-from streaming_jobs.bars.sinks.retry import Refused, with_retries
+from streaming_jobs.bars.sinks.retry import Refused, SinkRetries, with_retries
 from tickflow.settings import Settings
 
 
@@ -93,3 +95,26 @@ def test_a_refused_write_is_not_retried(stack: Settings) -> None:
     with pytest.raises(Refused):
         with_retries(quick(stack), "postgres", refuse)
     assert next(calls) == 2
+
+
+def test_a_stopping_job_gives_up_its_waiting_write(
+    stack: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stopping = threading.Event()
+    calls = itertools.count(1)
+    dsn = f"postgresql://postgres@127.0.0.1:{closed_port()}/tickflow?connect_timeout=2"
+
+    def connect() -> None:  # refused at once
+        if next(calls) == 1:
+            threading.Timer(0.5, stopping.set).start()  # SIGTERM during the first back-off
+        psycopg2.connect(dsn).close()
+
+    retries = SinkRetries(quick(stack, sink_retry_backoff_s=60.0), stopping)  # every back-off 10 s (the cap)
+    started = time.monotonic()
+    with pytest.raises(psycopg2.OperationalError):
+        retries("postgres", connect)  # the outage would be waited for up to sink_outage_max_s (1 h)
+    waited_s = time.monotonic() - started
+    assert waited_s < 10.0, f"the 10 s back-off was not cut short by the stop ({waited_s:.1f} s)"
+    assert next(calls) == 2 + 1  # the try before the stop, and one after it
+    out = capsys.readouterr().out
+    assert out.count("sink write given up: the job is stopping") == 1
