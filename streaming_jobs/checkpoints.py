@@ -10,12 +10,21 @@ job's checkpoints so that its next run starts from ``spark_starting_offsets``. T
 checkpoint whose state another version of a query wrote (its aggregation buffers changed, so Spark refuses
 the stored state schema): the reset query recomputes its bars from the topic, and the sinks' idempotent
 upserts overwrite them.
+
+One process at a time runs a job on its checkpoints: the job holds ``<checkpoint_dir>/<job>.lock``
+(``exclusive``) while it runs, and a second one stops at once with ``CheckpointInUse``. Two jobs on one
+checkpoint would interleave their offset and commit logs, and bars could be lost.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
 import shutil
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Final, Literal
 
@@ -39,6 +48,43 @@ _STATE_SCHEMA_MARKERS: Final = (
 
 class CheckpointMismatch(RuntimeError):
     """A query's checkpoint holds Kafka offsets its topic no longer has; the message names the fix."""
+
+
+class CheckpointInUse(RuntimeError):
+    """Another process runs the job on the same checkpoints; the message names it."""
+
+
+@contextmanager
+def exclusive(settings: Settings, job: JobName) -> Iterator[Path]:
+    """Hold ``<checkpoint_dir>/<job>.lock`` (an exclusive ``flock``, released when the process ends, even
+    by SIGKILL) while the block runs; the file names the holder (pid and host).
+
+    Yields:
+        The lock file's path.
+
+    Raises:
+        CheckpointInUse: at once, when another process holds it.
+    """
+    path = Path(settings.checkpoint_dir).resolve() / f"{job}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "a process"
+            raise CheckpointInUse(
+                f"the {job} job already runs on the checkpoints under {path.parent} ({holder}, {path}); "
+                "stop it first: two jobs on one checkpoint would corrupt it"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        try:
+            yield path
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def checkpoint(settings: Settings, query: str) -> str:

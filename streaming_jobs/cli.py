@@ -53,14 +53,15 @@ def reset(
 
 @contextmanager
 def stops_cleanly(job: str) -> Iterator[None]:
-    """Turn a job's failure into one red line and exit code 2 (checkpoint mismatch) or 1 (other)."""
+    """Turn a job's failure into one red line and exit code 2 (checkpoint mismatch or in use) or 1
+    (other)."""
     from pyspark.errors import StreamingQueryException
 
-    from streaming_jobs.checkpoints import CheckpointMismatch
+    from streaming_jobs.checkpoints import CheckpointInUse, CheckpointMismatch
 
     try:
         yield
-    except CheckpointMismatch as exc:
+    except (CheckpointMismatch, CheckpointInUse) as exc:
         typer.secho(f"tickflow stream {job}: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from exc
     except StreamingQueryException as exc:

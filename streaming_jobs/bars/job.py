@@ -33,7 +33,7 @@ from streaming_jobs.bars.metrics import install_progress_metrics
 from streaming_jobs.bars.parse import parse_ticks, valid_ticks
 from streaming_jobs.bars.tick_store import TickBatchWriter
 from streaming_jobs.bars.writer import BarBatchWriter
-from streaming_jobs.checkpoints import checkpoint, mismatch
+from streaming_jobs.checkpoints import checkpoint, exclusive, mismatch
 from streaming_jobs.source import read_topic
 from streaming_jobs.spark_session import build_spark
 from tickflow.settings import Settings
@@ -149,9 +149,15 @@ def run(settings: Settings, *, available_now: bool = False, serve_metrics: bool 
     """Run the bar application until it is done (``available_now``), stopped (SIGTERM/SIGINT) or fails.
 
     Raises:
+        streaming_jobs.checkpoints.CheckpointInUse: another process runs the job on these checkpoints.
         streaming_jobs.checkpoints.CheckpointMismatch: a checkpoint holds offsets its topic no longer has.
         pyspark.errors.StreamingQueryException: a query failed; the next run re-runs the failed batch.
     """
+    with exclusive(settings, "bars"):
+        _run(settings, available_now=available_now, serve_metrics=serve_metrics)
+
+
+def _run(settings: Settings, *, available_now: bool, serve_metrics: bool) -> None:
     spark = build_spark(settings, "tickflow-bars")
     if serve_metrics:
         start_http_server(settings.bars_metrics_port, addr=settings.metrics_bind_host)

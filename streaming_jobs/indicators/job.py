@@ -55,7 +55,7 @@ from streaming_jobs.anomalies.watchdog import FreshnessWatchdog
 from streaming_jobs.bars.job import BarJob
 from streaming_jobs.bars.metrics import install_progress_metrics
 from streaming_jobs.bars.sinks.retry import SinkRetries
-from streaming_jobs.checkpoints import checkpoint, mismatch
+from streaming_jobs.checkpoints import checkpoint, exclusive, mismatch
 from streaming_jobs.indicators import metrics
 from streaming_jobs.indicators.formulas import HISTORY_BARS
 from streaming_jobs.indicators.parse import check_bars, parse_bars
@@ -203,10 +203,16 @@ def run_indicators(settings: Settings, *, available_now: bool, serve_metrics: bo
     bar-freshness watchdog and the consumer-group lag monitor when continuous.
 
     Raises:
+        streaming_jobs.checkpoints.CheckpointInUse: another process runs the job on this checkpoint.
         streaming_jobs.checkpoints.CheckpointMismatch: the checkpoint holds offsets its topics no longer have.
         pyspark.errors.StreamingQueryException: the query failed (e.g. a sink kept failing); the next run
             re-runs the failed batch from the checkpoint.
     """
+    with exclusive(settings, "indicators"):
+        _run(settings, available_now=available_now, serve_metrics=serve_metrics)
+
+
+def _run(settings: Settings, *, available_now: bool, serve_metrics: bool) -> None:
     spark = build_spark(settings, "tickflow-indicators")
     if serve_metrics:
         start_http_server(settings.indicators_metrics_port, addr=settings.metrics_bind_host)
