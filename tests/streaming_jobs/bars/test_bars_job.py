@@ -263,6 +263,7 @@ def test_a_stop_while_a_store_is_unreachable_ends_the_job_and_the_next_run_compl
         job.wait(stop)  # no error: the unfinished batch is left to the next run
     finally:
         closed.close()
+        OUTAGES.up("redis")  # this process's outage state as the next tests expect it (Redis is up)
     assert not any(query.isActive for query in job.queries)
     out = capsys.readouterr().out
     assert "sink write given up: the job is stopping" in out
