@@ -157,14 +157,20 @@ def run(settings: Settings, *, available_now: bool = False, serve_metrics: bool 
         _run(settings, available_now=available_now, serve_metrics=serve_metrics)
 
 
+def stop_on_signals() -> threading.Event:
+    """An event that SIGTERM and SIGINT set: the stop of a job (``BarJob.wait``, ``SinkRetries``)."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
+
+
 def _run(settings: Settings, *, available_now: bool, serve_metrics: bool) -> None:
     spark = build_spark(settings, "tickflow-bars")
     if serve_metrics:
         start_http_server(settings.bars_metrics_port, addr=settings.metrics_bind_host)
     install_progress_metrics(spark)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = stop_on_signals()
     job = start_bar_job(spark, settings, available_now=available_now, stopping=stop)
     try:
         job.wait(stop)

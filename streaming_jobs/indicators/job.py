@@ -26,7 +26,6 @@ streaming_jobs/indicators/job.py [--available-now]`` (as the bar job).
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -52,7 +51,7 @@ from pyspark.sql.types import DoubleType, IntegerType, LongType, StringType, Str
 from streaming_jobs.anomalies.rules import AnomalyRules, detect
 from streaming_jobs.anomalies.sinks import anomaly_records, publish_anomalies, upsert_anomalies
 from streaming_jobs.anomalies.watchdog import FreshnessWatchdog
-from streaming_jobs.bars.job import BarJob
+from streaming_jobs.bars.job import BarJob, stop_on_signals
 from streaming_jobs.bars.metrics import install_progress_metrics
 from streaming_jobs.bars.sinks.retry import SinkRetries
 from streaming_jobs.checkpoints import checkpoint, exclusive, mismatch
@@ -217,9 +216,7 @@ def _run(settings: Settings, *, available_now: bool, serve_metrics: bool) -> Non
     if serve_metrics:
         start_http_server(settings.indicators_metrics_port, addr=settings.metrics_bind_host)
     install_progress_metrics(spark)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = stop_on_signals()
     writer = IndicatorBatchWriter(settings, stop)
     job = BarJob([start_indicators(spark, settings, writer, available_now=available_now)], [writer])
     watchdog = None if available_now else FreshnessWatchdog(settings)

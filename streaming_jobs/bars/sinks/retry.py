@@ -77,8 +77,8 @@ class _Budget:
 
 
 class SinkRetries:
-    """The retry policy of one job's sink writes (``with_retries``), bound to its settings and its stop event:
-    once ``stopping`` is set, a write's back-off sleep ends at once and a failing write gives up (one log
+    """The retry policy of one job's sink writes, bound to its settings and its stop event: once ``stopping``
+    is set, a write's back-off sleep ends at once and a failing write gives up (one log
     line), so the job stops within seconds during an outage. The write's batch then fails and is re-run on the
     next start, which every sink write allows (upserts, set-if-not-older, the same records again)."""
 
